@@ -1,0 +1,75 @@
+//! The one async database interface. Everything that talks to a server goes
+//! through `Database` (a pool) and `Session` (one connection). Values cross
+//! as text in both directions; the dialect's SQL does the conversions.
+
+pub mod postgres;
+
+use crate::dialect::Dialect;
+use crate::error::{Error, ErrorKind, Result};
+use crate::url::{DbUrl, Engine};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// One result row; NULL is None.
+pub type Row = Vec<Option<String>>;
+
+/// A statement and its text parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<String>,
+}
+
+/// One connection, used by one task at a time.
+#[async_trait]
+pub trait Session: Send {
+    async fn query(&mut self, sql: &str, params: &[String]) -> Result<Vec<Row>>;
+
+    /// Parse and plan `sql` without running it: reports a bad `--where` or
+    /// `--map` before anything is written.
+    async fn check(&mut self, sql: &str) -> Result<()>;
+
+    /// Run the statements in one transaction; rows affected by each.
+    async fn transaction(&mut self, statements: &[Statement]) -> Result<Vec<u64>>;
+}
+
+/// A pool of sessions to one server and database.
+#[async_trait]
+pub trait Database: Send + Sync {
+    fn dialect(&self) -> &'static dyn Dialect;
+
+    /// A pooled session.
+    async fn session(&self) -> Result<Box<dyn Session>>;
+
+    /// A session outside the pool, closed when dropped; for locks that must
+    /// live exactly as long as the job.
+    async fn dedicated_session(&self) -> Result<Box<dyn Session>>;
+}
+
+/// Session settings every engine applies.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub pool_size: usize,
+    /// Give up waiting for a row or table lock after this long.
+    pub lock_timeout: Duration,
+    /// Cancel any single statement that runs longer.
+    pub statement_timeout: Duration,
+}
+
+/// Open a pool for `url` and prove it works with one connection, so that a
+/// wrong host or password is reported (exit 2) before anything happens.
+pub async fn connect(url: &DbUrl, settings: &SessionSettings) -> Result<Box<dyn Database>> {
+    let db: Box<dyn Database> = match url.engine {
+        Engine::Postgres => Box::new(postgres::PgDatabase::new(url, settings)?),
+        Engine::Mysql | Engine::Mssql => {
+            return Err(Error::input(format!(
+                "{url}: this build of rowferry copies PostgreSQL tables only; MySQL/MariaDB \
+                 and SQL Server engines are not available yet. Use a postgres:// URL"
+            )));
+        }
+    };
+    db.session()
+        .await
+        .map_err(|e| e.with_kind(ErrorKind::Input))?;
+    Ok(db)
+}

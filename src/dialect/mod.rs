@@ -1,0 +1,207 @@
+//! SQL generation. A dialect turns a plan into SQL text and nothing else: no
+//! I/O, so every statement is unit-tested without a server. The shapes of
+//! the statements (keyset ranges, boundary probes, the chunk copy) are built
+//! here once; a dialect only supplies the pieces that differ per engine.
+
+pub mod postgres;
+
+use crate::table::{Column, Key};
+
+/// The engine-specific pieces of SQL.
+pub trait Dialect: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Quote an identifier so that any name (quotes, dots, spaces, mixed
+    /// case, semicolons) is taken literally.
+    fn quote_ident(&self, ident: &str) -> String;
+
+    fn qualified(&self, schema: &str, name: &str) -> String {
+        format!("{}.{}", self.quote_ident(schema), self.quote_ident(name))
+    }
+
+    /// Placeholder for the n-th (1-based) bind parameter.
+    fn placeholder(&self, n: usize) -> String;
+
+    /// The n-th parameter, sent as text, turned back into `column`'s type.
+    fn key_param(&self, n: usize, column: &Column) -> String;
+
+    /// A key column rendered as exact text (what the planner reads back).
+    fn key_text(&self, column: &Column) -> String;
+
+    /// `(a, b) op (x, y)`. Row-value comparison where the engine has it (and
+    /// uses the index for it); SQL Server overrides with the expanded form.
+    fn tuple_compare(&self, lhs: &[String], op: &str, rhs: &[String]) -> String {
+        if lhs.len() == 1 {
+            format!("{} {op} {}", lhs[0], rhs[0])
+        } else {
+            format!("({}) {op} ({})", lhs.join(", "), rhs.join(", "))
+        }
+    }
+
+    /// Clause that skips `offset` rows and returns one (after ORDER BY).
+    fn one_row_at_offset(&self, offset: u64) -> String;
+
+    /// INSERT ... SELECT that inserts only rows whose copy key is absent
+    /// from the target. A conflict on any other unique key must raise.
+    fn insert_if_absent(&self, copy: &CopyStatement, range: &str) -> String;
+
+    // Catalog queries. Each returns text columns only.
+
+    /// () -> (schema)
+    fn default_schema_sql(&self) -> &'static str;
+    /// (schema, name) -> (schema, name, kind, table_id); kind is "table",
+    /// "view" or another word for what cannot be copied.
+    fn find_table_sql(&self) -> &'static str;
+    /// (table_id) -> (name, type, nullable, generated, identity_always)
+    fn columns_sql(&self) -> &'static str;
+    /// (table_id) -> (index name, is primary, JSON array of column names)
+    fn unique_indexes_sql(&self) -> &'static str;
+    /// (table_id) -> (estimated rows, estimated bytes per row)
+    fn estimate_sql(&self) -> &'static str;
+    /// (lock name) -> ("true" when this session now holds the job's lock)
+    fn try_job_lock_sql(&self) -> &'static str;
+}
+
+/// Everything the chunk copy statement needs, already quoted.
+#[derive(Debug, Clone)]
+pub struct CopyStatement {
+    pub source: String,
+    pub target: String,
+    /// Quoted target columns that are written.
+    pub target_columns: Vec<String>,
+    /// Source-side SQL for each target column, same order.
+    pub source_exprs: Vec<String>,
+    /// Quoted target columns that hold the copy key (the conflict target).
+    pub conflict_columns: Vec<String>,
+    pub where_sql: Option<String>,
+    /// An identity GENERATED ALWAYS column is written: values come from the source.
+    pub overriding_identity: bool,
+    /// Read source rows under a shared row lock (needed with dual-write
+    /// triggers so a trigger's newer version always wins).
+    pub lock_source_rows: bool,
+}
+
+/// Which bounds a chunk range has. The first chunk has no lower bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeShape {
+    pub has_lo: bool,
+    pub has_hi: bool,
+}
+
+/// `key > lo AND key <= hi` with parameters numbered from 1: lo first.
+pub fn key_range(d: &dyn Dialect, key: &Key, shape: RangeShape) -> String {
+    let cols: Vec<String> = key.columns.iter().map(|c| d.quote_ident(&c.name)).collect();
+    let mut n = 0;
+    let mut params = || {
+        key.columns
+            .iter()
+            .map(|c| {
+                n += 1;
+                d.key_param(n, c)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut parts = Vec::new();
+    if shape.has_lo {
+        parts.push(d.tuple_compare(&cols, ">", &params()));
+    }
+    if shape.has_hi {
+        parts.push(d.tuple_compare(&cols, "<=", &params()));
+    }
+    if parts.is_empty() {
+        "1 = 1".to_string()
+    } else {
+        parts.join(" AND ")
+    }
+}
+
+/// Probes read the table under this alias and qualify ORDER BY with it:
+/// an unqualified name would sort by the select list's text column of the
+/// same name (`ORDER BY id` over `id::text AS id` sorts "99" after "300").
+const PROBE_ALIAS: &str = "rowferry_t";
+
+fn order_by(d: &dyn Dialect, key: &Key, descending: bool) -> String {
+    let dir = if descending { " DESC" } else { "" };
+    key.columns
+        .iter()
+        .map(|c| format!("{PROBE_ALIAS}.{}{dir}", d.quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn key_select_list(d: &dyn Dialect, key: &Key) -> String {
+    key.columns
+        .iter()
+        .map(|c| d.key_text(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The largest key: where the job's key range ends.
+pub fn max_key_sql(d: &dyn Dialect, table: &str, key: &Key) -> String {
+    format!(
+        "SELECT {} FROM {table} {PROBE_ALIAS} ORDER BY {}{}",
+        key_select_list(d, key),
+        order_by(d, key, true),
+        d.one_row_at_offset(0)
+    )
+}
+
+/// The key `rows` rows after `lo` (and not past `hi`): the upper bound of
+/// the next chunk, found by the index, compared by the server.
+pub fn boundary_probe_sql(
+    d: &dyn Dialect,
+    table: &str,
+    key: &Key,
+    has_lo: bool,
+    rows: u64,
+) -> String {
+    format!(
+        "SELECT {} FROM {table} {PROBE_ALIAS} WHERE {} ORDER BY {}{}",
+        key_select_list(d, key),
+        key_range(
+            d,
+            key,
+            RangeShape {
+                has_lo,
+                has_hi: true
+            }
+        ),
+        order_by(d, key, false),
+        d.one_row_at_offset(rows.saturating_sub(1))
+    )
+}
+
+/// The statement that copies one chunk.
+pub fn copy_chunk_sql(d: &dyn Dialect, copy: &CopyStatement, key: &Key, has_lo: bool) -> String {
+    let range = key_range(
+        d,
+        key,
+        RangeShape {
+            has_lo,
+            has_hi: true,
+        },
+    );
+    d.insert_if_absent(copy, &range)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::table::{Column, Key};
+
+    pub fn column(name: &str, ty: &str) -> Column {
+        Column {
+            name: name.into(),
+            data_type: ty.into(),
+            nullable: false,
+            generated: false,
+            identity_always: false,
+        }
+    }
+
+    pub fn key(cols: &[(&str, &str)]) -> Key {
+        Key {
+            columns: cols.iter().map(|(n, t)| column(n, t)).collect(),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! PostgreSQL SQL. Keys travel as text (`col::text`) and come back through
+//! `$n::text::type`, which round-trips every key type exactly under the
+//! session settings the driver pins (UTC, ISO dates, extra_float_digits=3).
+
+use super::{CopyStatement, Dialect};
+use crate::table::Column;
+
+pub struct Postgres;
+
+impl Dialect for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn quote_ident(&self, ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    fn placeholder(&self, n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn key_param(&self, n: usize, column: &Column) -> String {
+        // Parameters are declared text; the cast back gives the column's
+        // type, and comparisons take the column's collation (implicit
+        // beats default), so ordering is the index's own.
+        format!("${n}::text::{}", column.data_type)
+    }
+
+    fn key_text(&self, column: &Column) -> String {
+        format!("{}::text", self.quote_ident(&column.name))
+    }
+
+    fn one_row_at_offset(&self, offset: u64) -> String {
+        format!(" LIMIT 1 OFFSET {offset}")
+    }
+
+    fn insert_if_absent(&self, copy: &CopyStatement, range: &str) -> String {
+        let filter = match &copy.where_sql {
+            Some(w) => format!("({range}) AND ({w})"),
+            None => range.to_string(),
+        };
+        format!(
+            "INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {filter}{} ON CONFLICT ({}) DO NOTHING",
+            copy.target,
+            copy.target_columns.join(", "),
+            if copy.overriding_identity {
+                " OVERRIDING SYSTEM VALUE"
+            } else {
+                ""
+            },
+            copy.source_exprs.join(", "),
+            copy.source,
+            if copy.lock_source_rows {
+                " FOR SHARE"
+            } else {
+                ""
+            },
+            copy.conflict_columns.join(", "),
+        )
+    }
+
+    fn default_schema_sql(&self) -> &'static str {
+        "SELECT current_schema()::text"
+    }
+
+    fn find_table_sql(&self) -> &'static str {
+        "SELECT n.nspname::text, c.relname::text, \
+                CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' \
+                     WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
+                     WHEN 'f' THEN 'foreign table' ELSE 'relation' END, \
+                c.oid::text \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND c.relname = $2 \
+           AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+    }
+
+    fn columns_sql(&self) -> &'static str {
+        "SELECT a.attname::text, format_type(a.atttypid, NULL), (NOT a.attnotnull)::text, \
+                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text \
+         FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY a.attnum"
+    }
+
+    fn unique_indexes_sql(&self) -> &'static str {
+        // Only indexes that can arbitrate ON CONFLICT and prove uniqueness:
+        // valid, immediate, not partial, plain columns.
+        "SELECT ic.relname::text, i.indisprimary::text, \
+                (SELECT json_agg(a.attname ORDER BY k.ord) \
+                 FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)::text \
+         FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+         WHERE i.indrelid = $1::text::oid AND i.indisunique AND i.indisvalid AND i.indimmediate \
+           AND i.indpred IS NULL AND NOT (0 = ANY (i.indkey::int2[])) \
+         ORDER BY NOT i.indisprimary, ic.relname"
+    }
+
+    fn estimate_sql(&self) -> &'static str {
+        // reltuples is -1 before the first ANALYZE/VACUUM: fall back to the
+        // table's size at an assumed 100 bytes a row.
+        "SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint \
+                     ELSE pg_relation_size(c.oid) / 100 END::text, \
+                CASE WHEN c.reltuples > 0 \
+                     THEN greatest(1, (pg_relation_size(c.oid) / c.reltuples)::bigint) \
+                     ELSE 100 END::text \
+         FROM pg_catalog.pg_class c WHERE c.oid = $1::text::oid"
+    }
+
+    fn try_job_lock_sql(&self) -> &'static str {
+        // A 64-bit advisory lock key derived from the job's name, in SQL.
+        "SELECT pg_try_advisory_lock(('x' || left(md5($1), 16))::bit(64)::bigint)::text"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::test_support::key;
+    use crate::dialect::{RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql};
+
+    #[test]
+    fn quotes_hostile_identifiers() {
+        let d = Postgres;
+        assert_eq!(d.quote_ident("id"), r#""id""#);
+        assert_eq!(
+            d.quote_ident(r#"we"ird; DROP TABLE x;--"#),
+            r#""we""ird; DROP TABLE x;--""#
+        );
+        assert_eq!(d.qualified("My Schema", "T.1"), r#""My Schema"."T.1""#);
+    }
+
+    #[test]
+    fn single_column_range() {
+        let k = key(&[("id", "bigint")]);
+        assert_eq!(
+            key_range(
+                &Postgres,
+                &k,
+                RangeShape {
+                    has_lo: true,
+                    has_hi: true
+                }
+            ),
+            r#""id" > $1::text::bigint AND "id" <= $2::text::bigint"#
+        );
+        assert_eq!(
+            key_range(
+                &Postgres,
+                &k,
+                RangeShape {
+                    has_lo: false,
+                    has_hi: true
+                }
+            ),
+            r#""id" <= $1::text::bigint"#
+        );
+    }
+
+    #[test]
+    fn composite_range_uses_row_values() {
+        let k = key(&[("tenant", "integer"), ("name", "text")]);
+        assert_eq!(
+            key_range(
+                &Postgres,
+                &k,
+                RangeShape {
+                    has_lo: true,
+                    has_hi: true
+                }
+            ),
+            r#"("tenant", "name") > ($1::text::integer, $2::text::text) AND ("tenant", "name") <= ($3::text::integer, $4::text::text)"#
+        );
+    }
+
+    #[test]
+    fn probes() {
+        let k = key(&[("a", "uuid"), ("b", "timestamp with time zone")]);
+        assert_eq!(
+            max_key_sql(&Postgres, r#""s"."t""#, &k),
+            r#"SELECT "a"::text, "b"::text FROM "s"."t" rowferry_t ORDER BY rowferry_t."a" DESC, rowferry_t."b" DESC LIMIT 1 OFFSET 0"#
+        );
+        assert_eq!(
+            boundary_probe_sql(&Postgres, r#""s"."t""#, &k, true, 1000),
+            r#"SELECT "a"::text, "b"::text FROM "s"."t" rowferry_t WHERE ("a", "b") > ($1::text::uuid, $2::text::timestamp with time zone) AND ("a", "b") <= ($3::text::uuid, $4::text::timestamp with time zone) ORDER BY rowferry_t."a", rowferry_t."b" LIMIT 1 OFFSET 999"#
+        );
+        assert_eq!(
+            boundary_probe_sql(&Postgres, "t", &key(&[("id", "int")]), false, 1),
+            r#"SELECT "id"::text FROM t rowferry_t WHERE "id" <= $1::text::int ORDER BY rowferry_t."id" LIMIT 1 OFFSET 0"#
+        );
+    }
+
+    fn copy() -> CopyStatement {
+        CopyStatement {
+            source: r#""s"."src""#.into(),
+            target: r#""s"."dst""#.into(),
+            target_columns: vec![r#""id""#.into(), r#""full name""#.into()],
+            source_exprs: vec![r#""id""#.into(), "first || ' ' || last".into()],
+            conflict_columns: vec![r#""id""#.into()],
+            where_sql: None,
+            overriding_identity: false,
+            lock_source_rows: false,
+        }
+    }
+
+    #[test]
+    fn copy_chunk_inserts_only_absent_keys() {
+        let k = key(&[("id", "bigint")]);
+        assert_eq!(
+            copy_chunk_sql(&Postgres, &copy(), &k, true),
+            r#"INSERT INTO "s"."dst" ("id", "full name") SELECT "id", first || ' ' || last FROM "s"."src" WHERE "id" > $1::text::bigint AND "id" <= $2::text::bigint ON CONFLICT ("id") DO NOTHING"#
+        );
+    }
+
+    #[test]
+    fn copy_chunk_with_where_identity_and_share_lock() {
+        let k = key(&[("id", "bigint")]);
+        let mut c = copy();
+        c.where_sql = Some("status = 'open' OR id < 5".into());
+        c.overriding_identity = true;
+        c.lock_source_rows = true;
+        assert_eq!(
+            copy_chunk_sql(&Postgres, &c, &k, false),
+            r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) FOR SHARE ON CONFLICT ("id") DO NOTHING"#
+        );
+    }
+}

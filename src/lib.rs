@@ -1,0 +1,19 @@
+//! rowferry: online, resumable, throttled copies and backfills of huge SQL
+//! tables. See DESIGN.md for the pipeline:
+//!
+//! spec -> planner -> (bounded queue) -> pool of workers -> checkpoint,
+//! with the throttle deciding when each chunk may start.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod db;
+pub mod dialect;
+pub mod error;
+pub mod ops;
+pub mod planner;
+pub mod pool;
+pub mod progress;
+pub mod spec;
+pub mod table;
+pub mod throttle;
+pub mod url;

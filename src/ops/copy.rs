@@ -1,0 +1,394 @@
+//! `rowferry copy`: insert-if-absent of each key range into the target.
+
+use super::{PreparedJob, inspect, run_job};
+use crate::checkpoint::Chunk;
+use crate::db::{self, Database, Session, SessionSettings, Statement};
+use crate::dialect::{CopyStatement, Dialect, copy_chunk_sql};
+use crate::error::{Error, Result};
+use crate::planner::KeysetPlanner;
+use crate::pool::{ChunkWork, describe_chunk};
+use crate::spec::{ColumnMap, CopySpec, JobIdentity, RunOptions};
+use crate::table::{Key, TableInfo};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
+    let plan = prepare(spec, opts).await?;
+    if !plan.unwritten_source_columns.is_empty() {
+        eprintln!(
+            "rowferry: note: source columns not copied (no target column of that name, and no --map): {}",
+            plan.unwritten_source_columns.join(", ")
+        );
+    }
+    run_job(plan.job, opts).await
+}
+
+/// Everything decided before the first row moves; `plan` shows it.
+pub struct CopyPlan {
+    pub job: PreparedJob,
+    pub target: TableInfo,
+    pub key: Key,
+    /// (target column, source expression) in insert order.
+    pub columns: Vec<(String, String)>,
+    pub unwritten_source_columns: Vec<String>,
+    /// Chunk SQL for the first chunk (no lower bound) and all others.
+    pub first_chunk_sql: String,
+    pub chunk_sql: String,
+}
+
+/// Connect, read both tables, resolve key and columns, and have the server
+/// check the chunk statement. Any problem is an input error (exit 2)
+/// found before anything is written.
+pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
+    let settings = SessionSettings {
+        // Workers, the planner, and one spare for retries.
+        pool_size: opts.workers + 2,
+        lock_timeout: opts.lock_timeout,
+        statement_timeout: opts.statement_timeout,
+    };
+    let db: Arc<dyn Database> = Arc::from(db::connect(&spec.source, &settings).await?);
+    let d = db.dialect();
+    let mut session = db.session().await?;
+    let source = inspect(session.as_mut(), d, &spec.table, "--table").await?;
+    let target = inspect(session.as_mut(), d, &spec.target_table, "--target-table").await?;
+    if source.schema == target.schema && source.name == target.name {
+        return Err(Error::input(format!(
+            "--table and --target-table are both {}; copy into another table",
+            source.display_name()
+        )));
+    }
+    let key = Key::resolve(&source, spec.key.as_deref())?;
+    let resolved = resolve_columns(d, &source, &target, &spec.maps, &key)?;
+    let copy = CopyStatement {
+        source: d.qualified(&source.schema, &source.name),
+        target: d.qualified(&target.schema, &target.name),
+        target_columns: resolved
+            .columns
+            .iter()
+            .map(|(t, _)| d.quote_ident(t))
+            .collect(),
+        source_exprs: resolved.columns.iter().map(|(_, e)| e.clone()).collect(),
+        conflict_columns: resolved
+            .conflict_columns
+            .iter()
+            .map(|c| d.quote_ident(c))
+            .collect(),
+        where_sql: spec.where_sql.clone(),
+        overriding_identity: resolved.overriding_identity,
+        lock_source_rows: false,
+    };
+    let first_chunk_sql = copy_chunk_sql(d, &copy, &key, false);
+    let chunk_sql = copy_chunk_sql(d, &copy, &key, true);
+    check_statement(session.as_mut(), &chunk_sql, spec).await?;
+
+    let identity = JobIdentity {
+        operation: "copy",
+        source: spec.source.identity(),
+        target: spec.target.as_ref().unwrap_or(&spec.source).identity(),
+        table: source.display_name(),
+        target_table: target.display_name(),
+        key: key.names(),
+        map: spec.maps.clone(),
+        where_sql: spec.where_sql.clone(),
+    };
+    let planner = Arc::new(KeysetPlanner::new(d, copy.source.clone(), key.clone()));
+    let work = Arc::new(CopyWork {
+        first_chunk_sql: first_chunk_sql.clone(),
+        chunk_sql: chunk_sql.clone(),
+        target: target.display_name(),
+        key: key.names(),
+    });
+    Ok(CopyPlan {
+        job: PreparedJob {
+            db,
+            identity,
+            planner,
+            work,
+            source,
+            phase: "copy",
+        },
+        target,
+        key,
+        columns: resolved.columns,
+        unwritten_source_columns: resolved.unwritten_source_columns,
+        first_chunk_sql,
+        chunk_sql,
+    })
+}
+
+/// Let the server parse and plan the chunk statement: a bad `--where`,
+/// `--map` or a missing privilege is reported now, not after N chunks.
+async fn check_statement(session: &mut dyn Session, sql: &str, spec: &CopySpec) -> Result<()> {
+    session.check(sql).await.map_err(|e| {
+        if e.is_retryable() {
+            return e;
+        }
+        let flags = match (spec.maps.is_empty(), spec.where_sql.is_none()) {
+            (true, true) => "the tables' definitions",
+            (false, true) => "--map",
+            (true, false) => "--where",
+            (false, false) => "--map or --where",
+        };
+        Error::input(format!(
+            "the server rejected the copy statement ({}); check {flags}. Statement: {sql}",
+            e.message
+        ))
+    })
+}
+
+struct ResolvedColumns {
+    columns: Vec<(String, String)>,
+    conflict_columns: Vec<String>,
+    overriding_identity: bool,
+    unwritten_source_columns: Vec<String>,
+}
+
+/// Which target columns are written and from what: `--map` first, then
+/// same-named source columns; target-only columns get their defaults;
+/// generated columns are never written.
+fn resolve_columns(
+    d: &dyn Dialect,
+    source: &TableInfo,
+    target: &TableInfo,
+    maps: &[ColumnMap],
+    key: &Key,
+) -> Result<ResolvedColumns> {
+    let mut mapped: Vec<(String, &str)> = Vec::new();
+    for m in maps {
+        let column = target
+            .column_named(&m.column)
+            .map_err(|e| e.context("--map"))?;
+        if column.generated {
+            return Err(Error::input(format!(
+                "--map {}: column {} of {} is generated; the target computes it, so it cannot be mapped",
+                m.column,
+                column.name,
+                target.display_name()
+            )));
+        }
+        if mapped.iter().any(|(c, _)| *c == column.name) {
+            return Err(Error::input(format!(
+                "--map names target column {} twice",
+                column.name
+            )));
+        }
+        mapped.push((column.name.clone(), &m.expr));
+    }
+    let mut columns = Vec::new();
+    let mut conflict_columns = vec![None; key.columns.len()];
+    let mut overriding_identity = false;
+    for column in target.columns.iter().filter(|c| !c.generated) {
+        let expr = match mapped.iter().find(|(c, _)| *c == column.name) {
+            Some((_, expr)) => expr.to_string(),
+            None => match source.column(&column.name) {
+                Some(_) => d.quote_ident(&column.name),
+                None => continue, // target-only: its default
+            },
+        };
+        // The target column that receives a key column unchanged is part of
+        // the conflict target of insert-if-absent.
+        for (i, k) in key.columns.iter().enumerate() {
+            if names_column(d, &expr, &k.name) {
+                conflict_columns[i].get_or_insert(column.name.clone());
+            }
+        }
+        overriding_identity |= column.identity_always;
+        columns.push((column.name.clone(), expr));
+    }
+    let conflict_columns = conflict_columns
+        .into_iter()
+        .zip(&key.columns)
+        .map(|(c, k)| {
+            c.ok_or_else(|| {
+                Error::input(format!(
+                    "key column {} of {} is not copied into any column of {}; the target needs \
+                     the copy key to insert each row once. Add a column of that name or --map TARGET_COL={}",
+                    k.name,
+                    source.display_name(),
+                    target.display_name(),
+                    d.quote_ident(&k.name)
+                ))
+            })
+        })
+        .collect::<Result<Vec<String>>>()?;
+    let covered = target.unique_indexes.iter().any(|i| {
+        i.columns.len() == conflict_columns.len()
+            && i.columns.iter().all(|c| conflict_columns.contains(c))
+    });
+    if !covered {
+        return Err(Error::input(format!(
+            "target {} has no unique index on ({}), the columns that receive the copy key; \
+             insert-if-absent needs one to skip rows already copied. Create it (CREATE UNIQUE \
+             INDEX CONCURRENTLY ...) or copy into a table with the same primary key",
+            target.display_name(),
+            conflict_columns.join(", ")
+        )));
+    }
+    let unwritten_source_columns = source
+        .columns
+        .iter()
+        .filter(|s| !columns.iter().any(|(_, e)| names_column(d, e, &s.name)))
+        .map(|s| s.name.clone())
+        .collect();
+    Ok(ResolvedColumns {
+        columns,
+        conflict_columns,
+        overriding_identity,
+        unwritten_source_columns,
+    })
+}
+
+/// Whether a source expression is just the column `name` (bare or quoted).
+fn names_column(d: &dyn Dialect, expr: &str, name: &str) -> bool {
+    let expr = expr.trim();
+    expr == d.quote_ident(name) || (expr == name && is_plain_identifier(name))
+}
+
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// One chunk: one INSERT ... SELECT in its own transaction.
+struct CopyWork {
+    first_chunk_sql: String,
+    chunk_sql: String,
+    target: String,
+    key: Vec<String>,
+}
+
+#[async_trait]
+impl ChunkWork for CopyWork {
+    async fn run(&self, session: &mut dyn Session, chunk: &Chunk) -> Result<u64> {
+        let statement = match &chunk.lo {
+            Some(lo) => Statement {
+                sql: self.chunk_sql.clone(),
+                params: lo.iter().chain(&chunk.hi).cloned().collect(),
+            },
+            None => Statement {
+                sql: self.first_chunk_sql.clone(),
+                params: chunk.hi.clone(),
+            },
+        };
+        Ok(session
+            .transaction(&[statement])
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(0))
+    }
+
+    fn explain(&self, chunk: &Chunk, error: Error) -> Error {
+        if error.code.as_deref() == Some("23505") {
+            let constraint = error.constraint.clone().unwrap_or_else(|| "?".into());
+            return Error::fatal(format!(
+                "{}: a source row conflicts with unique constraint `{constraint}` of {} on \
+                 columns other than the copy key ({}). The chunk was rolled back and no row was \
+                 dropped. Fix the conflicting rows (or the constraint) and rerun the same \
+                 command to resume. Server said: {}",
+                describe_chunk(chunk),
+                self.target,
+                self.key.join(", "),
+                error.message
+            ));
+        }
+        error.context(format!("{} of {}", describe_chunk(chunk), self.target))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::postgres::Postgres;
+    use crate::dialect::test_support::column;
+    use crate::table::UniqueIndex;
+
+    fn table(name: &str, cols: &[&str]) -> TableInfo {
+        TableInfo {
+            schema: "s".into(),
+            name: name.into(),
+            columns: cols.iter().map(|c| column(c, "bigint")).collect(),
+            unique_indexes: vec![UniqueIndex {
+                name: format!("{name}_pkey"),
+                columns: vec!["id".into()],
+                primary: true,
+            }],
+            estimated_rows: 0,
+            estimated_row_bytes: 1,
+        }
+    }
+
+    #[test]
+    fn maps_same_names_and_leaves_target_only_columns_to_defaults() {
+        let src = table("a", &["id", "x", "gone"]);
+        let mut dst = table("b", &["id", "x", "y", "g"]);
+        dst.columns[3].generated = true;
+        let key = Key::resolve(&src, None).unwrap();
+        let maps = vec![ColumnMap {
+            column: "y".into(),
+            expr: "x * 2".into(),
+        }];
+        let r = resolve_columns(&Postgres, &src, &dst, &maps, &key).unwrap();
+        assert_eq!(
+            r.columns,
+            vec![
+                ("id".to_string(), "\"id\"".to_string()),
+                ("x".into(), "\"x\"".into()),
+                ("y".into(), "x * 2".into())
+            ]
+        );
+        assert_eq!(r.conflict_columns, vec!["id"]);
+        assert_eq!(r.unwritten_source_columns, vec!["gone"]);
+    }
+
+    #[test]
+    fn renamed_key_becomes_the_conflict_target() {
+        let src = table("a", &["id", "x"]);
+        let mut dst = table("b", &["new_id", "x"]);
+        dst.unique_indexes[0].columns = vec!["new_id".into()];
+        let key = Key::resolve(&src, None).unwrap();
+        let maps = vec![ColumnMap {
+            column: "new_id".into(),
+            expr: "id".into(),
+        }];
+        let r = resolve_columns(&Postgres, &src, &dst, &maps, &key).unwrap();
+        assert_eq!(r.conflict_columns, vec!["new_id"]);
+    }
+
+    #[test]
+    fn refuses_generated_maps_unknown_columns_and_missing_unique_index() {
+        let src = table("a", &["id", "x"]);
+        let mut dst = table("b", &["id", "x", "g"]);
+        dst.columns[2].generated = true;
+        let key = Key::resolve(&src, None).unwrap();
+        let m = |c: &str| {
+            vec![ColumnMap {
+                column: c.into(),
+                expr: "1".into(),
+            }]
+        };
+        let e = resolve_columns(&Postgres, &src, &dst, &m("g"), &key)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("generated"), "{e}");
+        let e = resolve_columns(&Postgres, &src, &dst, &m("nope"), &key)
+            .err()
+            .unwrap();
+        assert!(
+            e.message.contains("--map") && e.message.contains("no column `nope`"),
+            "{e}"
+        );
+        dst.unique_indexes.clear();
+        let e = resolve_columns(&Postgres, &src, &dst, &[], &key)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("no unique index"), "{e}");
+        let e = resolve_columns(&Postgres, &src, &table("c", &["other", "x"]), &[], &key)
+            .err()
+            .unwrap();
+        assert!(e.message.contains("not copied"), "{e}");
+    }
+}

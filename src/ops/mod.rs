@@ -1,0 +1,391 @@
+//! The operations behind the commands, and what they share: reading a
+//! table from the catalog, and running a chunked job end to end (lock,
+//! checkpoint, pipeline, progress, signals, summary).
+
+pub mod copy;
+pub mod plan;
+pub mod status;
+
+use crate::checkpoint::{Checkpoint, FORMAT_VERSION, Ledger, now_rfc3339};
+use crate::db::{Database, Session};
+use crate::dialect::Dialect;
+use crate::error::{Error, ErrorKind, Result};
+use crate::planner::{ChunkSizer, KeysetPlanner, lock};
+use crate::pool::{ChunkWork, LedgerSink, Outcome, Pipeline};
+use crate::progress::{Reporter, Stats, Summary};
+use crate::spec::{JobIdentity, RunOptions};
+use crate::table::{Column, TableInfo, TableName, UniqueIndex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The inspector: read a table's definition from the catalog. Names are
+/// bound as parameters, never pasted into SQL.
+pub async fn inspect(
+    session: &mut dyn Session,
+    d: &dyn Dialect,
+    name: &TableName,
+    flag: &str,
+) -> Result<TableInfo> {
+    let schema = match &name.schema {
+        Some(s) => s.clone(),
+        None => {
+            cell(&session.query(d.default_schema_sql(), &[]).await?, 0, 0).ok_or_else(|| {
+                Error::input(format!(
+                    "{flag} {name}: the connection has no default schema; write it as schema.table"
+                ))
+            })?
+        }
+    };
+    let found = session
+        .query(d.find_table_sql(), &[schema.clone(), name.name.clone()])
+        .await?;
+    let Some(row) = found.first() else {
+        return Err(Error::input(format!(
+            "{flag}: table {schema}.{} does not exist (names are case-sensitive; check the \
+             spelling and the schema, and that the URL points at the right database)",
+            name.name
+        )));
+    };
+    let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+    let (schema, table, kind, id) = (text(0), text(1), text(2), text(3));
+    if kind != "table" {
+        return Err(Error::input(format!(
+            "{flag}: {schema}.{table} is a {kind}, not a table; rowferry copies tables"
+        )));
+    }
+    let is_true = |v: &Option<String>| v.as_deref() == Some("true");
+    let columns: Vec<Column> = session
+        .query(d.columns_sql(), std::slice::from_ref(&id))
+        .await?
+        .into_iter()
+        .map(|r| Column {
+            name: r.first().cloned().flatten().unwrap_or_default(),
+            data_type: r.get(1).cloned().flatten().unwrap_or_default(),
+            nullable: r.get(2).is_some_and(is_true),
+            generated: r.get(3).is_some_and(is_true),
+            identity_always: r.get(4).is_some_and(is_true),
+        })
+        .collect();
+    let mut unique_indexes = Vec::new();
+    for r in session
+        .query(d.unique_indexes_sql(), std::slice::from_ref(&id))
+        .await?
+    {
+        let columns_json = r.get(2).cloned().flatten().unwrap_or_else(|| "[]".into());
+        unique_indexes.push(UniqueIndex {
+            name: r.first().cloned().flatten().unwrap_or_default(),
+            primary: r.get(1).is_some_and(is_true),
+            columns: serde_json::from_str(&columns_json).map_err(|e| {
+                Error::fatal(format!(
+                    "internal: unreadable index columns {columns_json}: {e}"
+                ))
+            })?,
+        });
+    }
+    let estimate = session
+        .query(d.estimate_sql(), std::slice::from_ref(&id))
+        .await?;
+    let number = |i: usize| {
+        cell(&estimate, 0, i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(TableInfo {
+        schema,
+        name: table,
+        columns,
+        unique_indexes,
+        estimated_rows: number(0),
+        estimated_row_bytes: number(1).max(1),
+    })
+}
+
+fn cell(rows: &[crate::db::Row], row: usize, col: usize) -> Option<String> {
+    rows.get(row)?.get(col)?.clone()
+}
+
+/// A chunked job ready to run: what `copy` (and later `backfill`) prepare.
+pub struct PreparedJob {
+    pub db: Arc<dyn Database>,
+    pub identity: JobIdentity,
+    pub planner: Arc<KeysetPlanner>,
+    pub work: Arc<dyn ChunkWork>,
+    pub source: TableInfo,
+    /// The progress bar's label and the summary's operation name.
+    pub phase: &'static str,
+}
+
+impl PreparedJob {
+    pub fn checkpoint_path(&self, opts: &RunOptions) -> PathBuf {
+        opts.checkpoint
+            .clone()
+            .unwrap_or_else(|| self.identity.default_checkpoint())
+    }
+}
+
+/// Saves the ledger into the checkpoint file.
+struct CheckpointFile {
+    path: PathBuf,
+    content: Checkpoint,
+}
+
+impl LedgerSink for CheckpointFile {
+    fn save(&mut self, ledger: &Ledger) -> Result<()> {
+        self.content.ledger = ledger.clone();
+        self.content.finished = ledger.is_complete();
+        self.content.updated_at = now_rfc3339();
+        // A small file and an fsync: fine to block this worker thread for.
+        tokio::task::block_in_place(|| self.content.save(&self.path))
+    }
+}
+
+/// Run a prepared job to the end, an interruption, or a failure.
+pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
+    let d = job.db.dialect();
+    let path = job.checkpoint_path(opts);
+
+    // One run per job: the lock lives as long as this session.
+    let mut lock_session = job
+        .db
+        .dedicated_session()
+        .await
+        .map_err(|e| e.with_kind(ErrorKind::Input))?;
+    let held = lock_session
+        .query(d.try_job_lock_sql(), &[job.identity.lock_name()])
+        .await?;
+    if cell(&held, 0, 0).as_deref() != Some("true") {
+        return Err(Error::input(format!(
+            "another rowferry run is already writing {} (advisory lock `{}` is held); only one \
+             run per job at a time. Wait for it to finish, or stop it with Ctrl-C / SIGTERM \
+             (it saves its checkpoint) before starting this one",
+            job.identity.target_table,
+            job.identity.lock_name()
+        )));
+    }
+
+    let fingerprint = job.identity.fingerprint();
+    let existing = if opts.restart {
+        None
+    } else {
+        Checkpoint::load(&path)?
+    };
+    if let Some(cp) = &existing {
+        if cp.fingerprint != fingerprint {
+            return Err(Error::input(format!(
+                "checkpoint {} belongs to another job ({}), not to this one ({}); nothing was \
+                 written. Rerun with that job's exact flags to resume it, pass another \
+                 --checkpoint for this job, or --restart to start this job over",
+                path.display(),
+                describe_job(&cp.job),
+                describe_job(&serde_json::to_value(&job.identity).unwrap_or_default())
+            )));
+        }
+        if cp.finished {
+            eprintln!(
+                "rowferry: job already finished according to checkpoint {} ({} rows in {} chunks); \
+                 nothing to do. Pass --restart to run it again",
+                path.display(),
+                cp.ledger.rows_done,
+                cp.ledger.chunks_done
+            );
+            return Ok(());
+        }
+    }
+
+    let resumed = existing.is_some();
+    let (ledger, started_at) = match existing {
+        Some(cp) => {
+            eprintln!(
+                "rowferry: resuming from checkpoint: {}",
+                resume_note(&path, &cp.ledger)
+            );
+            (cp.ledger, cp.started_at)
+        }
+        None => {
+            let mut s = job.db.session().await?;
+            (
+                Ledger::new(job.planner.upper_bound(s.as_mut()).await?),
+                now_rfc3339(),
+            )
+        }
+    };
+    let mut sink = CheckpointFile {
+        path: path.clone(),
+        content: Checkpoint {
+            format: FORMAT_VERSION,
+            fingerprint,
+            job: serde_json::to_value(&job.identity).unwrap_or_default(),
+            key_columns: job.identity.key.clone(),
+            rows_total_estimate: job.source.estimated_rows,
+            started_at,
+            updated_at: now_rfc3339(),
+            finished: false,
+            ledger: ledger.clone(),
+        },
+    };
+    // Prove the checkpoint can be written before any row is.
+    sink.save(&ledger)
+        .map_err(|e| e.with_kind(ErrorKind::Input).context("--checkpoint"))?;
+
+    let throttle = Arc::new(crate::throttle::Throttle::new(
+        opts.max_rows_per_sec,
+        opts.pause_file.clone(),
+    ));
+    let max_rows = opts
+        .max_chunk_rows
+        .min(throttle.max_chunk_rows().unwrap_or(u64::MAX));
+    let sizer = ChunkSizer::new(
+        opts.chunk_rows,
+        opts.chunk_time,
+        max_rows,
+        opts.max_chunk_bytes,
+        job.source.estimated_row_bytes,
+    );
+    let stats = Arc::new(Stats::default());
+    stats.rows_done.store(ledger.rows_done, Ordering::Relaxed);
+    stats
+        .chunks_done
+        .store(ledger.chunks_done, Ordering::Relaxed);
+    let chunks_before = ledger.chunks_done;
+    let rows_before = ledger.rows_done;
+
+    eprintln!(
+        "rowferry: {} {} -> {}: key ({}), ~{} rows (catalog estimate), {} workers, checkpoint {}",
+        job.phase,
+        job.identity.table,
+        job.identity.target_table,
+        job.identity.key.join(", "),
+        job.source.estimated_rows,
+        opts.workers,
+        path.display()
+    );
+
+    let stop = CancellationToken::new();
+    watch_signals(stop.clone());
+    let reporter = Reporter::new(
+        opts.progress,
+        job.phase,
+        stats.clone(),
+        throttle.clone(),
+        job.source.estimated_rows,
+    );
+    let reporting_done = CancellationToken::new();
+    let reporting = tokio::spawn(reporter.run(reporting_done.clone()));
+
+    let started = Instant::now();
+    let pipeline = Pipeline {
+        db: job.db.clone(),
+        planner: job.planner.clone(),
+        work: job.work.clone(),
+        ledger: Arc::new(Mutex::new(ledger)),
+        sizer: Arc::new(Mutex::new(sizer)),
+        throttle,
+        stats: stats.clone(),
+        workers: opts.workers,
+        max_retries: opts.max_retries,
+        stop,
+        crash_after_chunks: std::env::var("ROWFERRY_CRASH_AFTER_CHUNKS")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+    };
+    let ledger = pipeline.ledger.clone();
+    let outcome = pipeline.run(&mut sink).await;
+    reporting_done.cancel();
+    let _ = reporting.await;
+    drop(lock_session);
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let final_ledger = lock(&ledger).clone();
+    let rows = final_ledger.rows_done - rows_before;
+    let (status, result) = match outcome {
+        Outcome::Done => ("done", Ok(())),
+        Outcome::Interrupted => ("interrupted", Err(Error::interrupted())),
+        Outcome::Failed(e) => ("failed", Err(e)),
+    };
+    Summary {
+        operation: job.phase,
+        status,
+        source_table: job.identity.table.clone(),
+        target_table: job.identity.target_table.clone(),
+        rows,
+        chunks: final_ledger.chunks_done - chunks_before,
+        rows_total: final_ledger.rows_done,
+        chunks_total: final_ledger.chunks_done,
+        elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+        rows_per_sec: if elapsed > 0.0 {
+            (rows as f64 / elapsed).round()
+        } else {
+            0.0
+        },
+        retries: stats.retries.load(Ordering::Relaxed),
+        resumed,
+        checkpoint: path.display().to_string(),
+        error: result.as_ref().err().map(|e| e.message.clone()),
+    }
+    .print(opts.json);
+    result
+}
+
+fn resume_note(path: &Path, ledger: &Ledger) -> String {
+    let show = |k: &Option<Vec<String>>| match k {
+        Some(k) => k.join(", "),
+        None => "the start".into(),
+    };
+    let redo = ledger.unfinished().len();
+    format!(
+        "{}: {} rows in {} chunks already done, complete up to key ({}); {} unfinished chunk(s) \
+         to run again, then continuing after key ({})",
+        path.display(),
+        ledger.rows_done,
+        ledger.chunks_done,
+        show(&ledger.low_watermark),
+        redo,
+        show(&ledger.frontier())
+    )
+}
+
+fn describe_job(job: &serde_json::Value) -> String {
+    let field = |k: &str| {
+        job.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut text = format!(
+        "{} {} -> {}",
+        field("operation"),
+        field("table"),
+        field("target_table")
+    );
+    if let Some(w) = job.get("where").and_then(|v| v.as_str()) {
+        text.push_str(&format!(" where {w}"));
+    }
+    text
+}
+
+/// SIGINT/SIGTERM: stop handing out chunks and let the ones in flight
+/// commit. A second signal exits at once (the checkpoint on disk only ever
+/// lists committed chunks, so it stays valid).
+fn watch_signals(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!(
+            "rowferry: stopping: chunks in flight will commit, then the checkpoint is saved \
+             (signal again to exit at once)"
+        );
+        stop.cancel();
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        eprintln!("rowferry: exiting now; rerun the same command to resume");
+        std::process::exit(130);
+    });
+}

@@ -1,0 +1,199 @@
+//! What the operator asked for, validated: the job spec and the run
+//! options. Building one writes nothing and touches no server.
+
+use crate::error::{Error, Result};
+use crate::progress::ProgressMode;
+use crate::table::TableName;
+use crate::url::DbUrl;
+use sha2::{Digest, Sha256};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `--map COL=EXPR`: a target column and the source SQL that fills it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ColumnMap {
+    pub column: String,
+    pub expr: String,
+}
+
+impl ColumnMap {
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = || {
+            Error::input(format!(
+                "--map `{text}` is not COLUMN=EXPRESSION; for example --map full_name=\"first || ' ' || last\""
+            ))
+        };
+        let (column, expr) = if let Some(rest) = text.trim_start().strip_prefix('"') {
+            // A quoted target column may itself contain `=`.
+            let close = find_closing_quote(rest).ok_or_else(bad)?;
+            let column = rest[..close].replace("\"\"", "\"");
+            let expr = rest[close + 1..]
+                .trim_start()
+                .strip_prefix('=')
+                .ok_or_else(bad)?;
+            (column, expr)
+        } else {
+            let (c, e) = text.split_once('=').ok_or_else(bad)?;
+            (c.trim().to_string(), e)
+        };
+        let expr = expr.trim();
+        if column.is_empty() || expr.is_empty() {
+            return Err(bad());
+        }
+        Ok(ColumnMap {
+            column,
+            expr: expr.to_string(),
+        })
+    }
+}
+
+fn find_closing_quote(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'"' {
+            if bytes.get(i + 1) == Some(&b'"') {
+                i += 2;
+                continue;
+            }
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A copy job: everything that defines it (and so its fingerprint).
+#[derive(Debug, Clone)]
+pub struct CopySpec {
+    pub source: DbUrl,
+    pub target: Option<DbUrl>,
+    pub table: TableName,
+    pub target_table: TableName,
+    pub maps: Vec<ColumnMap>,
+    pub where_sql: Option<String>,
+    pub key: Option<Vec<String>>,
+}
+
+/// How a job runs; changing these between runs still resumes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub workers: usize,
+    pub chunk_rows: u64,
+    pub chunk_time: Duration,
+    pub max_chunk_rows: u64,
+    pub max_chunk_bytes: u64,
+    pub max_rows_per_sec: Option<NonZeroU32>,
+    pub pause_file: Option<PathBuf>,
+    pub checkpoint: Option<PathBuf>,
+    pub restart: bool,
+    pub progress: ProgressMode,
+    pub json: bool,
+    pub lock_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub max_retries: u32,
+}
+
+/// The resolved identity of a job: hashed into its fingerprint, shown by
+/// `rowferry status`. Never holds a password.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobIdentity {
+    pub operation: &'static str,
+    pub source: String,
+    pub target: String,
+    pub table: String,
+    pub target_table: String,
+    pub key: Vec<String>,
+    pub map: Vec<ColumnMap>,
+    #[serde(rename = "where")]
+    pub where_sql: Option<String>,
+}
+
+impl JobIdentity {
+    pub fn fingerprint(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
+    }
+
+    /// Name of the advisory lock that allows one run at a time. Keyed by
+    /// what the job writes, so two jobs can never write one table at once.
+    pub fn lock_name(&self) -> String {
+        format!("rowferry:{}:{}", self.target, self.target_table)
+    }
+
+    /// Default checkpoint file, named after the job, in the current directory.
+    pub fn default_checkpoint(&self) -> PathBuf {
+        let name = format!(
+            "rowferry-{}-{}-to-{}.checkpoint",
+            self.operation, self.table, self.target_table
+        );
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        PathBuf::from(safe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_maps() {
+        assert_eq!(
+            ColumnMap::parse("full_name = first || '=' || last").unwrap(),
+            ColumnMap {
+                column: "full_name".into(),
+                expr: "first || '=' || last".into()
+            }
+        );
+        assert_eq!(
+            ColumnMap::parse(r#""a=""b"=lower(x)"#).unwrap(),
+            ColumnMap {
+                column: r#"a="b"#.into(),
+                expr: "lower(x)".into()
+            }
+        );
+        for bad in ["nocolumn", "=x", "c=", r#""open=x"#] {
+            assert_eq!(ColumnMap::parse(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+
+    fn identity() -> JobIdentity {
+        JobIdentity {
+            operation: "copy",
+            source: "Postgres://u@h:5432/db".into(),
+            target: "Postgres://u@h:5432/db".into(),
+            table: "public.orders".into(),
+            target_table: "public.orders v2".into(),
+            key: vec!["id".into()],
+            map: vec![],
+            where_sql: None,
+        }
+    }
+
+    #[test]
+    fn fingerprint_changes_with_what_defines_the_job() {
+        let a = identity();
+        let mut b = identity();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.where_sql = Some("id > 5".into());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn default_checkpoint_name_is_a_safe_file_name() {
+        assert_eq!(
+            identity().default_checkpoint(),
+            PathBuf::from("rowferry-copy-public.orders-to-public.orders_v2.checkpoint")
+        );
+    }
+}
