@@ -1,6 +1,6 @@
 //! The command line: clap definitions turned into specs, and dispatch.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ops;
 use crate::progress::ProgressMode;
 use crate::spec::{ColumnMap, CopySpec, RunOptions};
