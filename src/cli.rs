@@ -208,6 +208,10 @@ pub fn main() -> i32 {
     });
     match result {
         Ok(()) => 0,
+        Err(e) if e.kind == ErrorKind::Interrupted => {
+            eprintln!("rowferry: {e}");
+            e.exit_code()
+        }
         Err(e) => {
             let note = if e.exit_code() == 2 {
                 " (nothing was written)"

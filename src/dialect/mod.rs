@@ -42,7 +42,8 @@ pub trait Dialect: Send + Sync {
     fn one_row_at_offset(&self, offset: u64) -> String;
 
     /// INSERT ... SELECT that inserts only rows whose copy key is absent
-    /// from the target. A conflict on any other unique key must raise.
+    /// from the target. A conflict on any other unique key must raise (so
+    /// no INSERT IGNORE, no blanket ON CONFLICT DO NOTHING).
     fn insert_if_absent(&self, copy: &CopyStatement, range: &str) -> String;
 
     // Catalog queries. Each returns text columns only.
@@ -71,14 +72,33 @@ pub struct CopyStatement {
     pub target_columns: Vec<String>,
     /// Source-side SQL for each target column, same order.
     pub source_exprs: Vec<String>,
-    /// Quoted target columns that hold the copy key (the conflict target).
-    pub conflict_columns: Vec<String>,
+    /// (target column, source key column), quoted: how a source row finds
+    /// its copy in the target.
+    pub key_match: Vec<(String, String)>,
     pub where_sql: Option<String>,
     /// An identity GENERATED ALWAYS column is written: values come from the source.
     pub overriding_identity: bool,
     /// Read source rows under a shared row lock (needed with dual-write
     /// triggers so a trigger's newer version always wins).
     pub lock_source_rows: bool,
+}
+
+/// `NOT EXISTS (...)`: the source row has no copy in the target yet. An
+/// anti-join costs about half of what ON CONFLICT's speculative insertion
+/// does per row; a row that a concurrent writer adds between the check and
+/// the insert raises a unique violation on the key, and the chunk is
+/// retried (see `ops::copy`).
+pub fn absent_from_target(copy: &CopyStatement) -> String {
+    let on = copy
+        .key_match
+        .iter()
+        .map(|(t, s)| format!("rowferry_dst.{t} = {}.{s}", copy.source))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "NOT EXISTS (SELECT 1 FROM {} rowferry_dst WHERE {on})",
+        copy.target
+    )
 }
 
 /// Which bounds a chunk range has. The first chunk has no lower bound.

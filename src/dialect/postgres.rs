@@ -2,7 +2,7 @@
 //! `$n::text::type`, which round-trips every key type exactly under the
 //! session settings the driver pins (UTC, ISO dates, extra_float_digits=3).
 
-use super::{CopyStatement, Dialect};
+use super::{CopyStatement, Dialect, absent_from_target};
 use crate::table::Column;
 
 pub struct Postgres;
@@ -36,12 +36,11 @@ impl Dialect for Postgres {
     }
 
     fn insert_if_absent(&self, copy: &CopyStatement, range: &str) -> String {
-        let filter = match &copy.where_sql {
-            Some(w) => format!("({range}) AND ({w})"),
-            None => range.to_string(),
-        };
+        let mut filter = vec![format!("({range})")];
+        filter.extend(copy.where_sql.iter().map(|w| format!("({w})")));
+        filter.push(absent_from_target(copy));
         format!(
-            "INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {filter}{} ON CONFLICT ({}) DO NOTHING",
+            "INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {}{}",
             copy.target,
             copy.target_columns.join(", "),
             if copy.overriding_identity {
@@ -51,12 +50,12 @@ impl Dialect for Postgres {
             },
             copy.source_exprs.join(", "),
             copy.source,
+            filter.join(" AND "),
             if copy.lock_source_rows {
                 " FOR SHARE"
             } else {
                 ""
             },
-            copy.conflict_columns.join(", "),
         )
     }
 
@@ -196,7 +195,7 @@ mod tests {
             target: r#""s"."dst""#.into(),
             target_columns: vec![r#""id""#.into(), r#""full name""#.into()],
             source_exprs: vec![r#""id""#.into(), "first || ' ' || last".into()],
-            conflict_columns: vec![r#""id""#.into()],
+            key_match: vec![(r#""id""#.into(), r#""id""#.into())],
             where_sql: None,
             overriding_identity: false,
             lock_source_rows: false,
@@ -208,7 +207,7 @@ mod tests {
         let k = key(&[("id", "bigint")]);
         assert_eq!(
             copy_chunk_sql(&Postgres, &copy(), &k, true),
-            r#"INSERT INTO "s"."dst" ("id", "full name") SELECT "id", first || ' ' || last FROM "s"."src" WHERE "id" > $1::text::bigint AND "id" <= $2::text::bigint ON CONFLICT ("id") DO NOTHING"#
+            r#"INSERT INTO "s"."dst" ("id", "full name") SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" > $1::text::bigint AND "id" <= $2::text::bigint) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id")"#
         );
     }
 
@@ -221,7 +220,7 @@ mod tests {
         c.lock_source_rows = true;
         assert_eq!(
             copy_chunk_sql(&Postgres, &c, &k, false),
-            r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) FOR SHARE ON CONFLICT ("id") DO NOTHING"#
+            r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id") FOR SHARE"#
         );
     }
 }

@@ -4,7 +4,7 @@ use super::{PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::{self, Database, Session, SessionSettings, Statement};
 use crate::dialect::{CopyStatement, Dialect, copy_chunk_sql};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::planner::KeysetPlanner;
 use crate::pool::{ChunkWork, describe_chunk};
 use crate::spec::{ColumnMap, CopySpec, JobIdentity, RunOptions};
@@ -68,10 +68,11 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             .map(|(t, _)| d.quote_ident(t))
             .collect(),
         source_exprs: resolved.columns.iter().map(|(_, e)| e.clone()).collect(),
-        conflict_columns: resolved
-            .conflict_columns
+        key_match: resolved
+            .key_target_columns
             .iter()
-            .map(|c| d.quote_ident(c))
+            .zip(&key.columns)
+            .map(|(t, k)| (d.quote_ident(t), d.quote_ident(&k.name)))
             .collect(),
         where_sql: spec.where_sql.clone(),
         overriding_identity: resolved.overriding_identity,
@@ -97,6 +98,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         chunk_sql: chunk_sql.clone(),
         target: target.display_name(),
         key: key.names(),
+        key_index: resolved.key_index.clone(),
     });
     Ok(CopyPlan {
         job: PreparedJob {
@@ -138,7 +140,9 @@ async fn check_statement(session: &mut dyn Session, sql: &str, spec: &CopySpec) 
 
 struct ResolvedColumns {
     columns: Vec<(String, String)>,
-    conflict_columns: Vec<String>,
+    /// Target columns that receive the key, and their unique index.
+    key_target_columns: Vec<String>,
+    key_index: String,
     overriding_identity: bool,
     unwritten_source_columns: Vec<String>,
 }
@@ -175,7 +179,7 @@ fn resolve_columns(
         mapped.push((column.name.clone(), &m.expr));
     }
     let mut columns = Vec::new();
-    let mut conflict_columns = vec![None; key.columns.len()];
+    let mut key_target_columns = vec![None; key.columns.len()];
     let mut overriding_identity = false;
     for column in target.columns.iter().filter(|c| !c.generated) {
         let expr = match mapped.iter().find(|(c, _)| *c == column.name) {
@@ -185,17 +189,17 @@ fn resolve_columns(
                 None => continue, // target-only: its default
             },
         };
-        // The target column that receives a key column unchanged is part of
-        // the conflict target of insert-if-absent.
+        // The target column that receives a key column unchanged is how
+        // insert-if-absent finds a row's copy.
         for (i, k) in key.columns.iter().enumerate() {
             if names_column(d, &expr, &k.name) {
-                conflict_columns[i].get_or_insert(column.name.clone());
+                key_target_columns[i].get_or_insert(column.name.clone());
             }
         }
         overriding_identity |= column.identity_always;
         columns.push((column.name.clone(), expr));
     }
-    let conflict_columns = conflict_columns
+    let key_target_columns = key_target_columns
         .into_iter()
         .zip(&key.columns)
         .map(|(c, k)| {
@@ -211,19 +215,19 @@ fn resolve_columns(
             })
         })
         .collect::<Result<Vec<String>>>()?;
-    let covered = target.unique_indexes.iter().any(|i| {
-        i.columns.len() == conflict_columns.len()
-            && i.columns.iter().all(|c| conflict_columns.contains(c))
+    let covering = target.unique_indexes.iter().find(|i| {
+        i.columns.len() == key_target_columns.len()
+            && i.columns.iter().all(|c| key_target_columns.contains(c))
     });
-    if !covered {
+    let Some(key_index) = covering.map(|i| i.name.clone()) else {
         return Err(Error::input(format!(
             "target {} has no unique index on ({}), the columns that receive the copy key; \
              insert-if-absent needs one to skip rows already copied. Create it (CREATE UNIQUE \
              INDEX CONCURRENTLY ...) or copy into a table with the same primary key",
             target.display_name(),
-            conflict_columns.join(", ")
+            key_target_columns.join(", ")
         )));
-    }
+    };
     let unwritten_source_columns = source
         .columns
         .iter()
@@ -232,7 +236,8 @@ fn resolve_columns(
         .collect();
     Ok(ResolvedColumns {
         columns,
-        conflict_columns,
+        key_target_columns,
+        key_index,
         overriding_identity,
         unwritten_source_columns,
     })
@@ -258,6 +263,8 @@ struct CopyWork {
     chunk_sql: String,
     target: String,
     key: Vec<String>,
+    /// The target's unique index on the key.
+    key_index: String,
 }
 
 #[async_trait]
@@ -273,16 +280,22 @@ impl ChunkWork for CopyWork {
                 params: chunk.hi.clone(),
             },
         };
-        Ok(session
-            .transaction(&[statement])
-            .await?
-            .first()
-            .copied()
-            .unwrap_or(0))
+        match session.transaction(&[statement]).await {
+            Ok(counts) => Ok(counts.first().copied().unwrap_or(0)),
+            // Another writer (a dual-write trigger, the application) added
+            // one of these keys after the anti-join looked: run the chunk
+            // again and it will skip that row.
+            Err(e)
+                if is_unique_violation(&e) && e.constraint.as_deref() == Some(&self.key_index) =>
+            {
+                Err(e.with_kind(ErrorKind::Retryable))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn explain(&self, chunk: &Chunk, error: Error) -> Error {
-        if error.code.as_deref() == Some("23505") {
+        if is_unique_violation(&error) {
             let constraint = error.constraint.clone().unwrap_or_else(|| "?".into());
             return Error::fatal(format!(
                 "{}: a source row conflicts with unique constraint `{constraint}` of {} on \
@@ -297,6 +310,10 @@ impl ChunkWork for CopyWork {
         }
         error.context(format!("{} of {}", describe_chunk(chunk), self.target))
     }
+}
+
+fn is_unique_violation(e: &Error) -> bool {
+    e.code.as_deref() == Some("23505")
 }
 
 #[cfg(test)]
@@ -340,12 +357,13 @@ mod tests {
                 ("y".into(), "x * 2".into())
             ]
         );
-        assert_eq!(r.conflict_columns, vec!["id"]);
+        assert_eq!(r.key_target_columns, vec!["id"]);
+        assert_eq!(r.key_index, "b_pkey");
         assert_eq!(r.unwritten_source_columns, vec!["gone"]);
     }
 
     #[test]
-    fn renamed_key_becomes_the_conflict_target() {
+    fn renamed_key_is_matched_in_its_new_column() {
         let src = table("a", &["id", "x"]);
         let mut dst = table("b", &["new_id", "x"]);
         dst.unique_indexes[0].columns = vec!["new_id".into()];
@@ -355,7 +373,7 @@ mod tests {
             expr: "id".into(),
         }];
         let r = resolve_columns(&Postgres, &src, &dst, &maps, &key).unwrap();
-        assert_eq!(r.conflict_columns, vec!["new_id"]);
+        assert_eq!(r.key_target_columns, vec!["new_id"]);
     }
 
     #[test]

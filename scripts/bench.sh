@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# scripts/bench.sh - how fast is a rowferry copy next to the fastest possible
+# copy, a single INSERT ... SELECT inside the server?
+#
+#   bash scripts/bench.sh                       # ROWS=2000000 ROUNDS=2
+#   ROWS=10000000 ROUNDS=3 KEEP=1 bash scripts/bench.sh
+#
+# Figures are printed, not asserted: they depend on the machine. Each round
+# runs, in this order and each time into an empty (TRUNCATEd) orders_copy:
+#   baseline  INSERT INTO orders_copy SELECT * FROM orders (one statement, psql)
+#   rowferry --workers 2
+#   rowferry --workers 4
+# Alternating the modes inside every round spreads cache warm-up and
+# background noise (autovacuum, checkpoints) over all of them. rowferry runs
+# under /usr/bin/time -v for wall time and peak resident memory; after every
+# run the row counts of both tables must match, or the script fails.
+#
+# Environment: ROWFERRY_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test),
+# ROWS (2000000), ROUNDS (2), KEEP=1 keeps schema rowferry_bench afterwards.
+set -euo pipefail
+export LC_ALL=C # "." as the decimal point in $EPOCHREALTIME, awk and printf
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+URL=${ROWFERRY_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
+ROWS=${ROWS:-2000000}
+ROUNDS=${ROUNDS:-2}
+SCHEMA=rowferry_bench
+CKPT=target/bench.ckpt
+BIN=target/release/rowferry
+WORK=$(mktemp -d)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'bench.sh: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+sql() { psql -w -X -A -t -q -v ON_ERROR_STOP=1 -d "$URL" -c "$1"; }
+
+[[ $ROWS =~ ^[0-9]+$ && $ROWS -gt 0 ]] || die "ROWS must be a positive integer (got '$ROWS')"
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -gt 0 ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
+
+cleanup() {
+    rm -rf "$WORK"
+    if [[ ${KEEP:-0} == 1 ]]; then
+        say "KEEP=1: schema $SCHEMA and $CKPT left in place"
+    else
+        sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+        rm -f "$CKPT"
+    fi
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------------ tools
+if [[ ! -x /usr/bin/time ]]; then
+    # GNU time (not the shell keyword) reports the peak resident set size.
+    if [[ $(id -u) -ne 0 ]] || ! have apt-get; then
+        die "/usr/bin/time is missing; install it: sudo apt-get install time"
+    fi
+    say "installing GNU time (apt-get install time)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
+fi
+have psql || die "psql is needed (apt-get install postgresql-client)"
+have cargo || die "cargo is needed to build rowferry (https://rustup.rs)"
+sql 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL") (set ROWFERRY_BENCH_PG, or run scripts/services.sh)"
+
+say "building rowferry (cargo build --release)"
+cargo build --release
+
+say "loading $ROWS rows into $SCHEMA.orders (fixtures/orders_pg.sql)"
+t0=$EPOCHREALTIME
+psql -w -X -q -v ON_ERROR_STOP=1 -v schema="$SCHEMA" -v rows="$ROWS" -d "$URL" -f fixtures/orders_pg.sql
+say "loaded in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+
+# ------------------------------------------------------------------ runs
+RESULTS=$WORK/results # lines: mode round seconds rss_kb ("-" when not measured)
+
+truncate_copy() { sql "TRUNCATE $SCHEMA.orders_copy" >/dev/null; }
+
+check_counts() {
+    local counts src dst
+    counts=$(sql "SELECT (SELECT count(*) FROM $SCHEMA.orders) || ' ' || (SELECT count(*) FROM $SCHEMA.orders_copy)")
+    read -r src dst <<<"$counts"
+    [[ $src == "$dst" ]] || die "$1: orders has $src rows but orders_copy has $dst"
+}
+
+run_baseline() {
+    local round=$1 t0 secs
+    truncate_copy
+    t0=$EPOCHREALTIME
+    sql "INSERT INTO $SCHEMA.orders_copy SELECT * FROM $SCHEMA.orders" >/dev/null
+    secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+    check_counts "baseline"
+    echo "baseline $round $secs -" >>"$RESULTS"
+    say "round $round  baseline      ${secs}s"
+}
+
+run_rowferry() {
+    local workers=$1 round=$2 mode="rowferry-w$1" rc=0 secs rss json_rows
+    truncate_copy
+    /usr/bin/time -v -o "$WORK/time.txt" \
+        "$BIN" copy --source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_copy" \
+        --workers "$workers" --restart --checkpoint "$CKPT" --progress none --json \
+        >"$WORK/summary.json" 2>"$WORK/stderr.txt" || rc=$?
+    if ((rc != 0)); then
+        cat "$WORK/stderr.txt" >&2
+        die "$mode exited with $rc"
+    fi
+    # "Elapsed (wall clock) time (h:mm:ss or m:ss): 0:03.21" -> seconds
+    secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($NF, p, ":"); t = 0
+                for (i = 1; i <= n; i++) t = t * 60 + p[i]; printf "%.3f", t }' "$WORK/time.txt")
+    rss=$(awk -F': ' '/Maximum resident set size/ { print $NF }' "$WORK/time.txt")
+    [[ -n $secs && -n $rss ]] || die "could not read /usr/bin/time output: $(cat "$WORK/time.txt")"
+    check_counts "$mode"
+    if have jq; then
+        json_rows=$(jq -r '.rows // empty' "$WORK/summary.json" 2>/dev/null || true)
+        if [[ -n $json_rows && $json_rows != "$ROWS" ]]; then
+            say "note: $mode's --json summary reports rows=$json_rows (table has $ROWS)"
+        fi
+    fi
+    echo "$mode $round $secs $rss" >>"$RESULTS"
+    say "round $round  $mode  ${secs}s  peak RSS $((rss / 1024)) MB"
+}
+
+say "$ROUNDS round(s) of: baseline, rowferry --workers 2, rowferry --workers 4"
+for ((round = 1; round <= ROUNDS; round++)); do
+    run_baseline "$round"
+    run_rowferry 2 "$round"
+    run_rowferry 4 "$round"
+done
+
+# ------------------------------------------------------------------ report
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-";
+    else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+BASE=$(awk '$1 == "baseline" { print $3 }' "$RESULTS" | median)
+
+row() { # mode round seconds rss_kb
+    awk -v mode="$1" -v round="$2" -v secs="$3" -v rss="$4" -v rows="$ROWS" -v base="$BASE" 'BEGIN {
+        mb = (rss == "-") ? "-" : sprintf("%.0f", rss / 1024)
+        if (secs <= 0) secs = 0.001
+        if (base <= 0) base = 0.001
+        printf "%-13s %5s %9.2f %12.0f %12.2fx %11s\n", mode, round, secs, rows / secs, base / secs, mb }'
+}
+
+echo
+printf 'rowferry copy benchmark: %s rows, %s, %s CPU(s), PostgreSQL %s\n' \
+    "$ROWS" "$(redact "$URL")" "$(nproc)" "$(sql 'SHOW server_version')"
+printf '(speedup: rows/s divided by the median baseline rows/s; 2.00x = twice as fast as one INSERT ... SELECT)\n\n'
+printf '%-13s %5s %9s %12s %13s %11s\n' mode round seconds rows/s speedup "peak RSS MB"
+while read -r mode round secs rss; do
+    row "$mode" "$round" "$secs" "$rss"
+done <"$RESULTS"
+echo
+printf '%-13s %5s %9s %12s %13s %11s\n' median "" seconds rows/s speedup "peak RSS MB"
+for mode in baseline rowferry-w2 rowferry-w4; do
+    secs=$(awk -v m="$mode" '$1 == m { print $3 }' "$RESULTS" | median)
+    rss=$(awk -v m="$mode" '$1 == m && $4 != "-" { print $4 }' "$RESULTS" | median)
+    row "$mode" "" "$secs" "$rss"
+done

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# scripts/demo.sh - see rowferry survive an interruption, in about a minute.
+#
+#   bash scripts/demo.sh                 # or: DATABASE_URL=postgres://... bash scripts/demo.sh
+#
+# 1. finds a PostgreSQL: $DATABASE_URL if set; else the local server at
+#    127.0.0.1:5432 if it is up and lets postgres in; else a throwaway
+#    cluster from the system PostgreSQL binaries under target/demo-pg on
+#    port 55432 (installing the postgresql package first if needed and root);
+# 2. builds rowferry (release) and loads 1,000,000 rows into
+#    rowferry_demo.orders (fixtures/orders_pg.sql; orders_copy is empty);
+# 3. copies orders -> orders_copy with a rate limit and interrupts it after
+#    ~3 s with SIGINT, exactly what Ctrl-C does (expected exit 130:
+#    interrupted, checkpoint saved), and shows the checkpoint;
+# 4. reruns the same command without --restart: it resumes where it stopped;
+# 5. proves both tables are identical (row count and an md5 over every row).
+#
+# Idempotent: each run reloads the demo schema and starts the copy over.
+# Environment: DATABASE_URL, ROWS (default 1000000), KEEP=1 leaves the
+# throwaway cluster running afterwards.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+SCHEMA=rowferry_demo
+ROWS=${ROWS:-1000000}
+CKPT=target/demo-copy.checkpoint
+BIN=target/release/rowferry
+DEMO_PORT=55432
+INTERRUPT_AFTER=3
+
+say() { printf '\n==> %s\n' "$*"; }
+die() {
+    printf '\ndemo.sh: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+is_root() { [[ $(id -u) -eq 0 ]]; }
+# Never print a password (DESIGN.md rule 5 applies to our scripts too).
+redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+
+apt_install() {
+    is_root && have apt-get || return 1
+    say "installing $* with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 LC_ALL=C.UTF-8 apt-get install -y -q "$@" >/dev/null
+}
+
+pg_bindir() {
+    # shellcheck disable=SC2012
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+# ------------------------------------------------------ throwaway cluster
+PG_STARTED=0
+PGDIR=""
+PG_BINDIR=""
+PG_DATA=""
+
+# Run a PostgreSQL server binary as the cluster owner: "postgres" when we are
+# root (initdb refuses root), else ourselves. cd / first: postgres may not be
+# allowed into the current directory.
+as_pg() {
+    if is_root; then
+        (cd / && runuser -u postgres -- "$@")
+    else
+        "$@"
+    fi
+}
+
+start_throwaway_cluster() {
+    local bindir version
+    bindir=$(pg_bindir)
+    if [[ -z $bindir || ! -x $bindir/initdb ]]; then
+        apt_install postgresql ||
+            die "no PostgreSQL found. Set DATABASE_URL, start a server on 127.0.0.1:5432 (bash scripts/services.sh), or install PostgreSQL (sudo apt-get install postgresql)"
+        bindir=$(pg_bindir)
+        [[ -x $bindir/initdb ]] || die "installed postgresql but found no initdb under /usr/lib/postgresql"
+    fi
+    version=$(basename "$(dirname "$bindir")")
+
+    PGDIR=$ROOT/target/demo-pg
+    mkdir -p "$PGDIR"
+    if is_root; then
+        # initdb refuses to run as root: the cluster belongs to "postgres".
+        id postgres >/dev/null 2>&1 || die "running as root but there is no postgres user to own the demo cluster"
+        chown postgres: "$PGDIR"
+        if ! runuser -u postgres -- test -w "$PGDIR"; then
+            # e.g. the repository lives under /root, which postgres cannot enter
+            PGDIR=${TMPDIR:-/tmp}/rowferry-demo-pg
+            mkdir -p "$PGDIR"
+            chown postgres: "$PGDIR"
+            chmod 700 "$PGDIR"
+        fi
+    fi
+    local data=$PGDIR/data
+    if [[ -f $data/PG_VERSION && $(cat "$data/PG_VERSION") != "${version%%.*}" ]]; then
+        as_pg rm -rf "$data" # made by another PostgreSQL major version
+    fi
+    if [[ ! -f $data/PG_VERSION ]]; then
+        say "creating a throwaway PostgreSQL $version cluster in $data (trust auth, port $DEMO_PORT)"
+        as_pg "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C \
+            >"$PGDIR/initdb.log" 2>&1 || die "initdb failed; see $PGDIR/initdb.log"
+    fi
+    if as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+        say "reusing the throwaway cluster already running in $data"
+    else
+        say "starting the throwaway cluster on 127.0.0.1:$DEMO_PORT"
+        # TCP on loopback only; no Unix socket (paths under target/ can be too long).
+        as_pg "$bindir/pg_ctl" -D "$data" -l "$PGDIR/server.log" -w -t 60 \
+            -o "-p $DEMO_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" \
+            start >/dev/null || die "the throwaway cluster did not start; see $PGDIR/server.log"
+        PG_STARTED=1
+    fi
+    PG_BINDIR=$bindir
+    PG_DATA=$data
+    URL=postgres://postgres@127.0.0.1:$DEMO_PORT/postgres
+}
+
+COPY_PID=""
+cleanup() {
+    # A Ctrl-C reaches the copy too (same process group): let it save its
+    # checkpoint before the server goes away.
+    if [[ -n $COPY_PID ]]; then wait "$COPY_PID" 2>/dev/null || true; fi
+    if ((PG_STARTED)); then
+        if [[ ${KEEP:-0} == 1 ]]; then
+            local prefix=""
+            if is_root; then prefix="runuser -u postgres -- "; fi
+            printf '\n==> KEEP=1: the throwaway cluster keeps running; stop it with:\n    %s%s -D %s stop\n' \
+                "$prefix" "$PG_BINDIR/pg_ctl" "$PG_DATA"
+        else
+            as_pg "$PG_BINDIR/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
+        fi
+    fi
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------ 1. a database
+have psql || apt_install postgresql-client || die "psql is needed for the demo (apt-get install postgresql-client)"
+
+if [[ -n ${DATABASE_URL:-} ]]; then
+    URL=$DATABASE_URL
+    say "using DATABASE_URL ($(redact "$URL"))"
+elif have pg_isready && pg_isready -q -h 127.0.0.1 -p 5432 -t 3 &&
+    psql -w -X -q -d postgres://postgres@127.0.0.1:5432/test -c 'SELECT 1' >/dev/null 2>&1; then
+    URL=postgres://postgres@127.0.0.1:5432/test
+    say "using the local PostgreSQL at $URL"
+else
+    start_throwaway_cluster
+fi
+psql -w -X -q -d "$URL" -c 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL")"
+
+# ------------------------------------------------------ 2. build and load
+have cargo || die "cargo is needed to build rowferry (https://rustup.rs)"
+say "building rowferry (cargo build --release)"
+cargo build --release
+
+say "loading $ROWS rows into $SCHEMA.orders; $SCHEMA.orders_copy is an empty twin"
+psql -w -X -q -v ON_ERROR_STOP=1 -v schema="$SCHEMA" -v rows="$ROWS" -d "$URL" -f fixtures/orders_pg.sql
+
+COPY=("$BIN" copy --source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_copy"
+    --checkpoint "$CKPT")
+SHOWN=("${COPY[@]}")
+SHOWN[3]=$(redact "$URL")
+
+# ------------------------------------------------------ 3. interrupted copy
+say "copying at most 150000 rows/s; in ${INTERRUPT_AFTER}s we interrupt it with SIGINT, as Ctrl-C would:
+    ${SHOWN[*]} --restart --max-rows-per-sec 150000"
+# A background job of a script starts with SIGINT ignored; give it the default
+# disposition back so it sees the interrupt exactly as Ctrl-C would deliver it.
+RESET_SIGNALS=()
+# shellcheck disable=SC2054 # the comma is part of the option value
+if env --default-signal=INT true >/dev/null 2>&1; then RESET_SIGNALS=(env --default-signal=INT,QUIT); fi
+"${RESET_SIGNALS[@]}" "${COPY[@]}" --restart --max-rows-per-sec 150000 &
+COPY_PID=$!
+sleep "$INTERRUPT_AFTER"
+if kill -0 "$COPY_PID" 2>/dev/null; then kill -INT "$COPY_PID"; fi
+rc=0
+wait "$COPY_PID" || rc=$?
+COPY_PID=""
+case $rc in
+130) say "exit code 130: interrupted, in-flight chunks committed, checkpoint saved in $CKPT" ;;
+0) say "exit code 0: the copy finished before the interrupt arrived (nothing left to resume)" ;;
+*) die "the interrupted copy exited with $rc (expected 130)" ;;
+esac
+
+say "what the checkpoint records (rowferry status --checkpoint $CKPT):"
+"$BIN" status --checkpoint "$CKPT" || die "rowferry status failed"
+
+# ------------------------------------------------------ 4. resume
+say "running the same copy again without --restart: it resumes from the checkpoint.
+    The rate limit is dropped too; throttle settings are not part of the job's
+    fingerprint, so this is still the same job:
+    ${SHOWN[*]}"
+rc=0
+"${COPY[@]}" || rc=$?
+[[ $rc == 0 ]] || die "the resumed copy exited with $rc (expected 0)"
+
+# ------------------------------------------------------ 5. proof
+say "comparing the tables: row count and md5 over every row in key order"
+check() {
+    psql -w -X -A -t -q -v ON_ERROR_STOP=1 -d "$URL" -c \
+        "SELECT count(*) || ' rows, md5 ' || coalesce(md5(string_agg(o::text, ',' ORDER BY id)), '-')
+           FROM $SCHEMA.$1 AS o"
+}
+SRC=$(check orders)
+DST=$(check orders_copy)
+printf '    %-12s %s\n    %-12s %s\n' orders "$SRC" orders_copy "$DST"
+if [[ $SRC == "$DST" ]]; then
+    say "EQUAL"
+    printf '    (the demo tables stay in schema %s; remove them with DROP SCHEMA %s CASCADE)\n' "$SCHEMA" "$SCHEMA"
+else
+    say "DIFFERENT"
+    exit 1
+fi
