@@ -289,3 +289,36 @@ async fn hostile_identifiers_are_quoted_not_pasted() {
     assert_eq!(db.count(r#""dst.with.dots""#).await, 700);
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_already_in_the_target_are_kept_and_never_duplicated() {
+    let db = TestDb::new("present").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, v text NOT NULL);
+         INSERT INTO {s}.src SELECT g, 'src' || g FROM generate_series(1, 3000) g;
+         CREATE TABLE {s}.dst (LIKE {s}.src INCLUDING ALL);
+         -- Scattered rows already copied, and one newer version written by
+         -- someone else (a trigger, the application): the target's wins.
+         INSERT INTO {s}.dst SELECT id, v FROM {s}.src WHERE id % 97 = 0;
+         INSERT INTO {s}.dst VALUES (1500, 'newer');",
+    )
+    .await;
+    let out = copy(&db, "src", "dst", 100, &[]);
+    let s = summary(&out);
+    assert_eq!(s["rows"], 3000 - 30 - 1, "{s}");
+    assert_eq!(db.count("dst").await, 3000);
+    assert_eq!(
+        db.scalar("SELECT v FROM {s}.dst WHERE id = 1500").await,
+        "newer"
+    );
+    assert_eq!(
+        db.checksum(
+            "src",
+            "id, CASE WHEN id = 1500 THEN 'newer' ELSE v END",
+            "id"
+        )
+        .await,
+        db.checksum("dst", "id, v", "id").await
+    );
+    db.cleanup().await;
+}

@@ -27,10 +27,11 @@ impl PgDatabase {
             ))
         })?;
         // Values cross the wire in exact form (UTC, ISO dates, shortest
-        // exact floats); every statement has lock and statement limits.
+        // exact floats); every statement has lock and statement limits; no
+        // JIT (compiling a chunk's plan costs more than running it).
         let pinned = format!(
             "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=iso_8601 \
-             -c extra_float_digits=3 -c lock_timeout={} -c statement_timeout={}",
+             -c extra_float_digits=3 -c jit=off -c lock_timeout={} -c statement_timeout={}",
             settings.lock_timeout.as_millis(),
             settings.statement_timeout.as_millis()
         );

@@ -41,10 +41,14 @@ pub trait Dialect: Send + Sync {
     /// Clause that skips `offset` rows and returns one (after ORDER BY).
     fn one_row_at_offset(&self, offset: u64) -> String;
 
-    /// INSERT ... SELECT that inserts only rows whose copy key is absent
-    /// from the target. A conflict on any other unique key must raise (so
-    /// no INSERT IGNORE, no blanket ON CONFLICT DO NOTHING).
-    fn insert_if_absent(&self, copy: &CopyStatement, range: &str) -> String;
+    /// `INSERT INTO target (cols) SELECT exprs FROM source WHERE filter`,
+    /// with the engine's spelling of the identity override and share lock.
+    fn insert_select(&self, copy: &CopyStatement, filter: &str) -> String;
+
+    /// `NOT EXISTS (...)`: the source row has no copy in the target yet.
+    fn absent_from_target(&self, copy: &CopyStatement) -> String {
+        format!("NOT EXISTS ({})", target_lookup(copy))
+    }
 
     // Catalog queries. Each returns text columns only.
 
@@ -83,22 +87,15 @@ pub struct CopyStatement {
     pub lock_source_rows: bool,
 }
 
-/// `NOT EXISTS (...)`: the source row has no copy in the target yet. An
-/// anti-join costs about half of what ON CONFLICT's speculative insertion
-/// does per row; a row that a concurrent writer adds between the check and
-/// the insert raises a unique violation on the key, and the chunk is
-/// retried (see `ops::copy`).
-pub fn absent_from_target(copy: &CopyStatement) -> String {
+/// The target row that holds a source row's copy, found by the key.
+pub fn target_lookup(copy: &CopyStatement) -> String {
     let on = copy
         .key_match
         .iter()
         .map(|(t, s)| format!("rowferry_dst.{t} = {}.{s}", copy.source))
         .collect::<Vec<_>>()
         .join(" AND ");
-    format!(
-        "NOT EXISTS (SELECT 1 FROM {} rowferry_dst WHERE {on})",
-        copy.target
-    )
+    format!("SELECT 1 FROM {} rowferry_dst WHERE {on}", copy.target)
 }
 
 /// Which bounds a chunk range has. The first chunk has no lower bound.
@@ -192,17 +189,41 @@ pub fn boundary_probe_sql(
     )
 }
 
-/// The statement that copies one chunk.
-pub fn copy_chunk_sql(d: &dyn Dialect, copy: &CopyStatement, key: &Key, has_lo: bool) -> String {
-    let range = key_range(
-        d,
-        key,
-        RangeShape {
-            has_lo,
-            has_hi: true,
-        },
-    );
-    d.insert_if_absent(copy, &range)
+/// How a chunk's INSERT treats rows that may already be in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Insert every row; a row already present raises a unique violation
+    /// on the key (the fast path while the target range is empty).
+    Absent,
+    /// Skip rows whose key is already in the target (anti-join).
+    MaySkip,
+}
+
+/// The statement that copies one chunk. Never INSERT IGNORE or a blanket
+/// ON CONFLICT DO NOTHING: a conflict on any other unique key must raise.
+pub fn copy_chunk_sql(
+    d: &dyn Dialect,
+    copy: &CopyStatement,
+    key: &Key,
+    has_lo: bool,
+    presence: Presence,
+) -> String {
+    let mut filter = vec![format!(
+        "({})",
+        key_range(
+            d,
+            key,
+            RangeShape {
+                has_lo,
+                has_hi: true
+            }
+        )
+    )];
+    filter.extend(copy.where_sql.iter().map(|w| format!("({w})")));
+    if presence == Presence::MaySkip {
+        filter.push(d.absent_from_target(copy));
+    }
+    d.insert_select(copy, &filter.join(" AND "))
 }
 
 #[cfg(test)]

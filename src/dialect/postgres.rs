@@ -2,7 +2,7 @@
 //! `$n::text::type`, which round-trips every key type exactly under the
 //! session settings the driver pins (UTC, ISO dates, extra_float_digits=3).
 
-use super::{CopyStatement, Dialect, absent_from_target};
+use super::{CopyStatement, Dialect, target_lookup};
 use crate::table::Column;
 
 pub struct Postgres;
@@ -35,12 +35,9 @@ impl Dialect for Postgres {
         format!(" LIMIT 1 OFFSET {offset}")
     }
 
-    fn insert_if_absent(&self, copy: &CopyStatement, range: &str) -> String {
-        let mut filter = vec![format!("({range})")];
-        filter.extend(copy.where_sql.iter().map(|w| format!("({w})")));
-        filter.push(absent_from_target(copy));
+    fn insert_select(&self, copy: &CopyStatement, filter: &str) -> String {
         format!(
-            "INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {}{}",
+            "INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {filter}{}",
             copy.target,
             copy.target_columns.join(", "),
             if copy.overriding_identity {
@@ -50,13 +47,20 @@ impl Dialect for Postgres {
             },
             copy.source_exprs.join(", "),
             copy.source,
-            filter.join(" AND "),
             if copy.lock_source_rows {
                 " FOR SHARE"
             } else {
                 ""
             },
         )
+    }
+
+    fn absent_from_target(&self, copy: &CopyStatement) -> String {
+        // OFFSET 0 keeps the sublink a per-row index probe. Pulled up into
+        // an anti-join, the planner (with stale statistics on a target that
+        // is filling up) picks a hash join over a full scan of the target:
+        // every chunk would then read the whole table.
+        format!("NOT EXISTS ({} OFFSET 0)", target_lookup(copy))
     }
 
     fn default_schema_sql(&self) -> &'static str {
@@ -116,7 +120,9 @@ impl Dialect for Postgres {
 mod tests {
     use super::*;
     use crate::dialect::test_support::key;
-    use crate::dialect::{RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql};
+    use crate::dialect::{
+        Presence, RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql,
+    };
 
     #[test]
     fn quotes_hostile_identifiers() {
@@ -203,11 +209,15 @@ mod tests {
     }
 
     #[test]
-    fn copy_chunk_inserts_only_absent_keys() {
+    fn copy_chunk_fast_path_and_anti_join() {
         let k = key(&[("id", "bigint")]);
         assert_eq!(
-            copy_chunk_sql(&Postgres, &copy(), &k, true),
-            r#"INSERT INTO "s"."dst" ("id", "full name") SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" > $1::text::bigint AND "id" <= $2::text::bigint) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id")"#
+            copy_chunk_sql(&Postgres, &copy(), &k, true, Presence::Absent),
+            r#"INSERT INTO "s"."dst" ("id", "full name") SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" > $1::text::bigint AND "id" <= $2::text::bigint)"#
+        );
+        assert_eq!(
+            copy_chunk_sql(&Postgres, &copy(), &k, true, Presence::MaySkip),
+            r#"INSERT INTO "s"."dst" ("id", "full name") SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" > $1::text::bigint AND "id" <= $2::text::bigint) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id" OFFSET 0)"#
         );
     }
 
@@ -219,8 +229,8 @@ mod tests {
         c.overriding_identity = true;
         c.lock_source_rows = true;
         assert_eq!(
-            copy_chunk_sql(&Postgres, &c, &k, false),
-            r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id") FOR SHARE"#
+            copy_chunk_sql(&Postgres, &c, &k, false, Presence::MaySkip),
+            r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id" OFFSET 0) FOR SHARE"#
         );
     }
 }

@@ -3,7 +3,7 @@
 use super::{PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::{self, Database, Session, SessionSettings, Statement};
-use crate::dialect::{CopyStatement, Dialect, copy_chunk_sql};
+use crate::dialect::{CopyStatement, Dialect, Presence, copy_chunk_sql};
 use crate::error::{Error, ErrorKind, Result};
 use crate::planner::KeysetPlanner;
 use crate::pool::{ChunkWork, describe_chunk};
@@ -11,6 +11,7 @@ use crate::spec::{ColumnMap, CopySpec, JobIdentity, RunOptions};
 use crate::table::{Key, TableInfo};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
     let plan = prepare(spec, opts).await?;
@@ -31,9 +32,40 @@ pub struct CopyPlan {
     /// (target column, source expression) in insert order.
     pub columns: Vec<(String, String)>,
     pub unwritten_source_columns: Vec<String>,
-    /// Chunk SQL for the first chunk (no lower bound) and all others.
-    pub first_chunk_sql: String,
-    pub chunk_sql: String,
+    /// Chunk SQL while the target has none of the chunk's rows, and once
+    /// it may (after a resume, or with writers filling it).
+    pub fast: ChunkSql,
+    pub skipping: ChunkSql,
+}
+
+/// A chunk statement for the first chunk (no lower bound) and the others.
+#[derive(Debug, Clone)]
+pub struct ChunkSql {
+    pub first: String,
+    pub rest: String,
+}
+
+impl ChunkSql {
+    fn build(d: &dyn Dialect, copy: &CopyStatement, key: &Key, presence: Presence) -> Self {
+        ChunkSql {
+            first: copy_chunk_sql(d, copy, key, false, presence),
+            rest: copy_chunk_sql(d, copy, key, true, presence),
+        }
+    }
+
+    /// The statement for `chunk`, with its bounds as parameters.
+    fn statement(&self, chunk: &Chunk) -> Statement {
+        match &chunk.lo {
+            Some(lo) => Statement {
+                sql: self.rest.clone(),
+                params: lo.iter().chain(&chunk.hi).cloned().collect(),
+            },
+            None => Statement {
+                sql: self.first.clone(),
+                params: chunk.hi.clone(),
+            },
+        }
+    }
 }
 
 /// Connect, read both tables, resolve key and columns, and have the server
@@ -78,9 +110,9 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         overriding_identity: resolved.overriding_identity,
         lock_source_rows: false,
     };
-    let first_chunk_sql = copy_chunk_sql(d, &copy, &key, false);
-    let chunk_sql = copy_chunk_sql(d, &copy, &key, true);
-    check_statement(session.as_mut(), &chunk_sql, spec).await?;
+    let fast = ChunkSql::build(d, &copy, &key, Presence::Absent);
+    let skipping = ChunkSql::build(d, &copy, &key, Presence::MaySkip);
+    check_statement(session.as_mut(), &skipping.rest, spec).await?;
 
     let identity = JobIdentity {
         operation: "copy",
@@ -94,8 +126,9 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
     };
     let planner = Arc::new(KeysetPlanner::new(d, copy.source.clone(), key.clone()));
     let work = Arc::new(CopyWork {
-        first_chunk_sql: first_chunk_sql.clone(),
-        chunk_sql: chunk_sql.clone(),
+        fast: fast.clone(),
+        skipping: skipping.clone(),
+        target_has_rows: AtomicBool::new(false),
         target: target.display_name(),
         key: key.names(),
         key_index: resolved.key_index.clone(),
@@ -113,8 +146,8 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         key,
         columns: resolved.columns,
         unwritten_source_columns: resolved.unwritten_source_columns,
-        first_chunk_sql,
-        chunk_sql,
+        fast,
+        skipping,
     })
 }
 
@@ -257,39 +290,45 @@ fn is_plain_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// One chunk: one INSERT ... SELECT in its own transaction.
+/// One chunk: one INSERT ... SELECT in its own transaction. It starts
+/// with the plain insert (about 40% cheaper per row than probing the target
+/// for each row) and switches for good to the anti-join the first time a
+/// chunk meets a row that is already there: a plain insert that succeeds
+/// inserted only absent rows, so both give the same result.
 struct CopyWork {
-    first_chunk_sql: String,
-    chunk_sql: String,
+    fast: ChunkSql,
+    skipping: ChunkSql,
+    target_has_rows: AtomicBool,
     target: String,
     key: Vec<String>,
     /// The target's unique index on the key.
     key_index: String,
 }
 
+impl CopyWork {
+    fn is_key_conflict(&self, e: &Error) -> bool {
+        is_unique_violation(e) && e.constraint.as_deref() == Some(&self.key_index)
+    }
+}
+
 #[async_trait]
 impl ChunkWork for CopyWork {
     async fn run(&self, session: &mut dyn Session, chunk: &Chunk) -> Result<u64> {
-        let statement = match &chunk.lo {
-            Some(lo) => Statement {
-                sql: self.chunk_sql.clone(),
-                params: lo.iter().chain(&chunk.hi).cloned().collect(),
-            },
-            None => Statement {
-                sql: self.first_chunk_sql.clone(),
-                params: chunk.hi.clone(),
-            },
-        };
-        match session.transaction(&[statement]).await {
+        if !self.target_has_rows.load(Ordering::Relaxed) {
+            match session.transaction(&[self.fast.statement(chunk)]).await {
+                Ok(counts) => return Ok(counts.first().copied().unwrap_or(0)),
+                Err(e) if self.is_key_conflict(&e) => {
+                    self.target_has_rows.store(true, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match session.transaction(&[self.skipping.statement(chunk)]).await {
             Ok(counts) => Ok(counts.first().copied().unwrap_or(0)),
             // Another writer (a dual-write trigger, the application) added
             // one of these keys after the anti-join looked: run the chunk
             // again and it will skip that row.
-            Err(e)
-                if is_unique_violation(&e) && e.constraint.as_deref() == Some(&self.key_index) =>
-            {
-                Err(e.with_kind(ErrorKind::Retryable))
-            }
+            Err(e) if self.is_key_conflict(&e) => Err(e.with_kind(ErrorKind::Retryable)),
             Err(e) => Err(e),
         }
     }

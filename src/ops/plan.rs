@@ -73,8 +73,9 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
             "upper_bound": upper,
             "first_chunks": chunks.iter().map(|c| serde_json::json!({"lo": c.lo, "hi": c.hi})).collect::<Vec<_>>(),
             "columns": plan.columns.iter().map(|(t, e)| serde_json::json!({"target": t, "source": e})).collect::<Vec<_>>(),
-            "first_chunk_sql": plan.first_chunk_sql,
-            "chunk_sql": plan.chunk_sql,
+            "first_chunk_sql": plan.fast.first,
+            "chunk_sql": plan.fast.rest,
+            "chunk_sql_skipping_present_rows": plan.skipping.rest,
             "boundary_probe_sql": probe_sql,
             "checkpoint": checkpoint,
         });
@@ -131,11 +132,15 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
     }
     println!(
         "  first chunk SQL (parameters: the chunk's upper key):\n    {}",
-        plan.first_chunk_sql
+        plan.fast.first
     );
     println!(
         "  chunk SQL (parameters: lower key, then upper key):\n    {}",
-        plan.chunk_sql
+        plan.fast.rest
+    );
+    println!(
+        "  once a chunk meets rows already in the target, chunks skip them instead:\n    {}",
+        plan.skipping.rest
     );
     if let Some(c) = chunks.get(1) {
         println!(

@@ -210,10 +210,11 @@ impl Running {
             match self.lines.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if v.get("phase").is_some() && pred(&v) {
-                            return v;
-                        }
+                    let progress = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .filter(|v| v.get("phase").is_some());
+                    if let Some(v) = progress.filter(|v| pred(v)) {
+                        return v;
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
