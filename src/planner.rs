@@ -30,20 +30,33 @@ impl KeysetPlanner {
     /// are the triggers' or the application's). None for an empty table.
     pub async fn upper_bound(&self, session: &mut dyn Session) -> Result<Option<KeyValue>> {
         let sql = dialect::max_key_sql(self.dialect, &self.table_sql, &self.key);
-        first_key(session.query(&sql, &[]).await?)
+        session
+            .query(&sql, &[])
+            .await?
+            .into_iter()
+            .next()
+            .map(key_of)
+            .transpose()
     }
 
-    /// The upper bound of the next chunk of `rows` rows after `lo`, never
-    /// past `upper`; None when fewer rows remain (the chunk ends at `upper`).
+    /// Where the next chunk of `rows` rows after `lo` ends, never past
+    /// `upper`. The server answers everything: Rust never compares keys.
     pub async fn next_bound(
         &self,
         session: &mut dyn Session,
         lo: Option<&KeyValue>,
         upper: &KeyValue,
         rows: u64,
-    ) -> Result<Option<KeyValue>> {
+    ) -> Result<Bound> {
         let (sql, params) = self.probe(lo, upper, rows);
-        first_key(session.query(&sql, &params).await?)
+        let mut keys = session.query(&sql, &params).await?.into_iter().map(key_of);
+        Ok(match (keys.next().transpose()?, keys.next().is_some()) {
+            (Some(hi), true) => Bound::More(hi),
+            // The n-th row is the last one of the range.
+            (Some(hi), false) => Bound::Last(hi),
+            // Fewer than n rows are left: the chunk runs to `upper`.
+            (None, _) => Bound::Last(upper.clone()),
+        })
     }
 
     /// The probe statement and its parameters (shown by `rowferry plan`).
@@ -80,18 +93,24 @@ impl KeysetPlanner {
         };
         let bound = self.next_bound(session, lo.as_ref(), &upper, rows).await?;
         let mut l = lock(ledger);
-        // No row at the offset: the rest of the range fits in one chunk.
-        // (Rust never compares keys, so a bound that happens to be `upper`
-        // is followed by one empty chunk; harmless.)
         let chunk = match bound {
-            Some(hi) => l.issue(hi, rows),
-            None => {
+            Bound::More(hi) => l.issue(hi, rows),
+            Bound::Last(hi) => {
                 l.planning_finished = true;
-                l.issue(upper, rows)
+                l.issue(hi, rows)
             }
         };
         Ok(Some(chunk))
     }
+}
+
+/// The end of the next chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    /// More rows follow in the job's range.
+    More(KeyValue),
+    /// This chunk finishes the range.
+    Last(KeyValue),
 }
 
 /// Lock a mutex, recovering the data if a panicking thread poisoned it.
@@ -99,16 +118,12 @@ pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn first_key(rows: Vec<crate::db::Row>) -> Result<Option<KeyValue>> {
-    let Some(row) = rows.into_iter().next() else {
-        return Ok(None);
-    };
+fn key_of(row: crate::db::Row) -> Result<KeyValue> {
     row.into_iter()
         .map(|v| {
             v.ok_or_else(|| crate::error::Error::fatal("internal: a key column returned NULL"))
         })
-        .collect::<Result<KeyValue>>()
-        .map(Some)
+        .collect()
 }
 
 /// Adaptive chunk size: aims one chunk at `target` time, judged on the p90

@@ -104,6 +104,21 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
     }
 
+    #[tokio::test]
+    async fn rate_limit_holds_the_next_chunk_and_says_why() {
+        let throttle = std::sync::Arc::new(Throttle::new(NonZeroU32::new(100), None));
+        let stop = CancellationToken::new();
+        // One second's worth passes at once; the next must wait for it.
+        assert!(throttle.admit(100, &stop).await);
+        let t = throttle.clone();
+        let s = stop.clone();
+        let waiter = tokio::spawn(async move { t.admit(100, &s).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiter.is_finished());
+        assert_eq!(throttle.reason().as_deref(), Some("rate-limit"));
+        assert!(waiter.await.unwrap());
+    }
+
     #[test]
     fn chunks_are_capped_to_the_rate() {
         let t = Throttle::new(NonZeroU32::new(500), None);

@@ -38,8 +38,9 @@ pub trait Dialect: Send + Sync {
         }
     }
 
-    /// Clause that skips `offset` rows and returns one (after ORDER BY).
-    fn one_row_at_offset(&self, offset: u64) -> String;
+    /// Clause that skips `offset` rows and returns at most `limit` (after
+    /// ORDER BY).
+    fn rows_at_offset(&self, limit: u64, offset: u64) -> String;
 
     /// `INSERT INTO target (cols) SELECT exprs FROM source WHERE filter`,
     /// with the engine's spelling of the identity override and share lock.
@@ -160,12 +161,13 @@ pub fn max_key_sql(d: &dyn Dialect, table: &str, key: &Key) -> String {
         "SELECT {} FROM {table} {PROBE_ALIAS} ORDER BY {}{}",
         key_select_list(d, key),
         order_by(d, key, true),
-        d.one_row_at_offset(0)
+        d.rows_at_offset(1, 0)
     )
 }
 
 /// The key `rows` rows after `lo` (and not past `hi`): the upper bound of
-/// the next chunk, found by the index, compared by the server.
+/// the next chunk, found by the index, compared by the server. It reads one
+/// row more, so the server also tells whether any row follows in the range.
 pub fn boundary_probe_sql(
     d: &dyn Dialect,
     table: &str,
@@ -185,7 +187,7 @@ pub fn boundary_probe_sql(
             }
         ),
         order_by(d, key, false),
-        d.one_row_at_offset(rows.saturating_sub(1))
+        d.rows_at_offset(2, rows.saturating_sub(1))
     )
 }
 

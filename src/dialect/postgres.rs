@@ -31,8 +31,8 @@ impl Dialect for Postgres {
         format!("{}::text", self.quote_ident(&column.name))
     }
 
-    fn one_row_at_offset(&self, offset: u64) -> String {
-        format!(" LIMIT 1 OFFSET {offset}")
+    fn rows_at_offset(&self, limit: u64, offset: u64) -> String {
+        format!(" LIMIT {limit} OFFSET {offset}")
     }
 
     fn insert_select(&self, copy: &CopyStatement, filter: &str) -> String {
@@ -187,11 +187,11 @@ mod tests {
         );
         assert_eq!(
             boundary_probe_sql(&Postgres, r#""s"."t""#, &k, true, 1000),
-            r#"SELECT "a"::text, "b"::text FROM "s"."t" rowferry_t WHERE ("a", "b") > ($1::text::uuid, $2::text::timestamp with time zone) AND ("a", "b") <= ($3::text::uuid, $4::text::timestamp with time zone) ORDER BY rowferry_t."a", rowferry_t."b" LIMIT 1 OFFSET 999"#
+            r#"SELECT "a"::text, "b"::text FROM "s"."t" rowferry_t WHERE ("a", "b") > ($1::text::uuid, $2::text::timestamp with time zone) AND ("a", "b") <= ($3::text::uuid, $4::text::timestamp with time zone) ORDER BY rowferry_t."a", rowferry_t."b" LIMIT 2 OFFSET 999"#
         );
         assert_eq!(
             boundary_probe_sql(&Postgres, "t", &key(&[("id", "int")]), false, 1),
-            r#"SELECT "id"::text FROM t rowferry_t WHERE "id" <= $1::text::int ORDER BY rowferry_t."id" LIMIT 1 OFFSET 0"#
+            r#"SELECT "id"::text FROM t rowferry_t WHERE "id" <= $1::text::int ORDER BY rowferry_t."id" LIMIT 2 OFFSET 0"#
         );
     }
 

@@ -191,6 +191,10 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
                 cp.ledger.rows_done,
                 cp.ledger.chunks_done
             );
+            summary(
+                &job, &path, "done", &cp.ledger, &cp.ledger, 0.0, 0, true, None,
+            )
+            .print(opts.json);
             return Ok(());
         }
     }
@@ -249,8 +253,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
     stats
         .chunks_done
         .store(ledger.chunks_done, Ordering::Relaxed);
-    let chunks_before = ledger.chunks_done;
-    let rows_before = ledger.rows_done;
+    let before = ledger.clone();
 
     eprintln!(
         "rowferry: {} {} -> {}: key ({}), ~{} rows (catalog estimate), {} workers, checkpoint {}",
@@ -299,34 +302,63 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
 
     let elapsed = started.elapsed().as_secs_f64();
     let final_ledger = lock(&ledger).clone();
-    let rows = final_ledger.rows_done - rows_before;
     let (status, result) = match outcome {
         Outcome::Done => ("done", Ok(())),
         Outcome::Interrupted => ("interrupted", Err(Error::interrupted())),
         Outcome::Failed(e) => ("failed", Err(e)),
     };
+    let retries = stats.retries.load(Ordering::Relaxed);
+    let error = result.as_ref().err().map(|e| e.message.clone());
+    summary(
+        &job,
+        &path,
+        status,
+        &before,
+        &final_ledger,
+        elapsed,
+        retries,
+        resumed,
+        error,
+    )
+    .print(opts.json);
+    result
+}
+
+/// The end-of-run summary: this run's share is the difference between the
+/// ledger before and after it.
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    job: &PreparedJob,
+    path: &Path,
+    status: &'static str,
+    before: &Ledger,
+    after: &Ledger,
+    elapsed: f64,
+    retries: u64,
+    resumed: bool,
+    error: Option<String>,
+) -> Summary {
+    let rows = after.rows_done - before.rows_done;
     Summary {
         operation: job.phase,
         status,
         source_table: job.identity.table.clone(),
         target_table: job.identity.target_table.clone(),
         rows,
-        chunks: final_ledger.chunks_done - chunks_before,
-        rows_total: final_ledger.rows_done,
-        chunks_total: final_ledger.chunks_done,
+        chunks: after.chunks_done - before.chunks_done,
+        rows_total: after.rows_done,
+        chunks_total: after.chunks_done,
         elapsed_s: (elapsed * 1000.0).round() / 1000.0,
         rows_per_sec: if elapsed > 0.0 {
             (rows as f64 / elapsed).round()
         } else {
             0.0
         },
-        retries: stats.retries.load(Ordering::Relaxed),
+        retries,
         resumed,
         checkpoint: path.display().to_string(),
-        error: result.as_ref().err().map(|e| e.message.clone()),
+        error,
     }
-    .print(opts.json);
-    result
 }
 
 fn resume_note(path: &Path, ledger: &Ledger) -> String {

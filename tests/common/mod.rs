@@ -120,13 +120,54 @@ impl TestDb {
         args
     }
 
-    /// Drop the schema and files. Call at the end of every test.
-    pub async fn cleanup(self) {
+    /// Drop the schema and files, and check that nothing is left.
+    pub async fn cleanup(mut self) {
         self.client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
             .await
             .expect("drop test schema");
+        let left = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
+                &[&self.schema],
+            )
+            .await
+            .expect("look for the schema");
+        assert_eq!(
+            left.get::<_, i64>(0),
+            0,
+            "schema {} left behind",
+            self.schema
+        );
         let _ = std::fs::remove_dir_all(&self.dir);
+        self.schema.clear();
+    }
+}
+
+impl Drop for TestDb {
+    /// A test that panicked before `cleanup` still leaves nothing behind.
+    fn drop(&mut self) {
+        if self.schema.is_empty() {
+            return;
+        }
+        let schema = std::mem::take(&mut self.schema);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&pg_url(), NoTls).await.ok()?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
 }
 
