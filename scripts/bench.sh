@@ -70,6 +70,10 @@ sql 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL") (set ROWFER
 say "building rowferry (cargo build --release)"
 cargo build --release
 
+say "in-process parts (criterion: chunk sizing, ledger, checkpoint fsync, SQL generation)"
+cargo bench --bench inprocess -- --warm-up-time 1 --measurement-time 2 2>/dev/null |
+    awk '/^[a-z_0-9]+ *time:/ { print "    " $0 } /^[a-z_0-9]+$/ { name = $1 } /^ +time:/ { print "    " name $0 }'
+
 say "loading $ROWS rows into $SCHEMA.orders (fixtures/orders_pg.sql)"
 t0=$EPOCHREALTIME
 psql -w -X -q -v ON_ERROR_STOP=1 -v schema="$SCHEMA" -v rows="$ROWS" -d "$URL" -f fixtures/orders_pg.sql
