@@ -7,7 +7,9 @@
 #
 # Figures are printed, not asserted: they depend on the machine. Each round
 # runs, in this order and each time into an empty (TRUNCATEd) orders_copy:
-#   baseline  INSERT INTO orders_copy SELECT * FROM orders (one statement, psql)
+#   baseline    INSERT INTO orders_copy SELECT * FROM orders (one statement, psql)
+#   two-halves  two such statements at once, one per half of the key range
+#               (the ceiling for two writers on this server)
 #   rowferry --workers 2
 #   rowferry --workers 4
 # Alternating the modes inside every round spreads cache warm-up and
@@ -102,6 +104,24 @@ run_baseline() {
     say "round $round  baseline      ${secs}s"
 }
 
+# What two writers can reach on this server at all: two INSERT ... SELECT
+# statements over the two halves of the key range, at the same time. No
+# chunked copier with two workers can beat it; rowferry's gap to it is the
+# cost of chunking, checkpoints and throttling.
+run_two_halves() {
+    local round=$1 t0 secs mid
+    truncate_copy
+    mid=$(sql "SELECT id FROM $SCHEMA.orders ORDER BY id OFFSET (SELECT count(*) / 2 FROM $SCHEMA.orders) LIMIT 1")
+    t0=$EPOCHREALTIME
+    sql "INSERT INTO $SCHEMA.orders_copy SELECT * FROM $SCHEMA.orders WHERE id <= $mid" >/dev/null &
+    sql "INSERT INTO $SCHEMA.orders_copy SELECT * FROM $SCHEMA.orders WHERE id > $mid" >/dev/null
+    wait
+    secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+    check_counts "two-halves"
+    echo "two-halves $round $secs -" >>"$RESULTS"
+    say "round $round  two-halves    ${secs}s"
+}
+
 run_rowferry() {
     local workers=$1 round=$2 mode="rowferry-w$1" rc=0 secs rss json_rows
     truncate_copy
@@ -129,9 +149,10 @@ run_rowferry() {
     say "round $round  $mode  ${secs}s  peak RSS $((rss / 1024)) MB"
 }
 
-say "$ROUNDS round(s) of: baseline, rowferry --workers 2, rowferry --workers 4"
+say "$ROUNDS round(s) of: baseline, two-halves, rowferry --workers 2, rowferry --workers 4"
 for ((round = 1; round <= ROUNDS; round++)); do
     run_baseline "$round"
+    run_two_halves "$round"
     run_rowferry 2 "$round"
     run_rowferry 4 "$round"
 done
@@ -160,7 +181,7 @@ while read -r mode round secs rss; do
 done <"$RESULTS"
 echo
 printf '%-13s %5s %9s %12s %13s %11s\n' median "" seconds rows/s speedup "peak RSS MB"
-for mode in baseline rowferry-w2 rowferry-w4; do
+for mode in baseline two-halves rowferry-w2 rowferry-w4; do
     secs=$(awk -v m="$mode" '$1 == m { print $3 }' "$RESULTS" | median)
     rss=$(awk -v m="$mode" '$1 == m && $4 != "-" { print $4 }' "$RESULTS" | median)
     row "$mode" "" "$secs" "$rss"

@@ -310,7 +310,20 @@ mod tests {
                 name: r#"we"ird; x"#.into()
             }
         );
-        for bad in ["", "a.b.c", "a.", ".b", r#""unterminated"#, r#""a"x"#] {
+        assert_eq!(TableName::parse("schéma.Tàble").unwrap().name, "Tàble");
+        for bad in [
+            "",
+            "a.b.c",
+            "a.",
+            ".b",
+            r#""unterminated"#,
+            r#""a"x"#,
+            "\"",
+            "\"\"",
+            ".",
+            "..",
+            "\"é",
+        ] {
             assert_eq!(TableName::parse(bad).unwrap_err().exit_code(), 2, "{bad}");
         }
     }

@@ -116,7 +116,7 @@ pub fn redact_unparsed(text: &str) -> String {
     let Some(at) = text.rfind('@') else {
         return text.to_string();
     };
-    let start = text.find("://").map_or(0, |s| s + 3);
+    let start = text.find("://").map_or(0, |s| s + 3).min(at);
     match text[start..at].find(':') {
         Some(colon) => format!("{}***{}", &text[..start + colon + 1], &text[at..]),
         None => text.to_string(),
@@ -144,6 +144,29 @@ mod tests {
         assert!(shown.contains("password=***"), "{shown}");
         assert!(!u.identity().contains("s3cr"));
         assert_eq!(u.engine, Engine::Postgres);
+    }
+
+    #[test]
+    fn odd_input_never_panics_nor_leaks() {
+        for text in [
+            "",
+            "@",
+            "a@b://x",
+            "://@",
+            "postgres://@",
+            "postgres://:@h",
+            "p://u:pw@",
+            "ö://ü:pw@ä/ß",
+            "postgres://u:pw@h:99999/db",
+            "postgres://u:pw@[::1/db",
+            "postgres://u:pw@h/db?password",
+        ] {
+            if let Err(e) = DbUrl::parse(text) {
+                assert_eq!(e.exit_code(), 2, "{text}");
+                assert!(!e.message.contains(":pw@"), "{text}: {}", e.message);
+            }
+            let _ = redact_unparsed(text);
+        }
     }
 
     #[test]
