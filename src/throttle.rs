@@ -21,8 +21,14 @@ impl Throttle {
     pub fn new(max_rows_per_sec: Option<NonZeroU32>, pause_file: Option<PathBuf>) -> Self {
         // Burst of one second's worth: a chunk never exceeds it (chunks are
         // capped to the rate), so a chunk's rows can always be paid at once.
-        let limiter =
-            max_rows_per_sec.map(|rate| (RateLimiter::direct(Quota::per_second(rate)), rate));
+        let limiter = max_rows_per_sec.map(|rate| {
+            let limiter = RateLimiter::direct(Quota::per_second(rate));
+            // Start with the bucket empty: otherwise the first second's
+            // burst comes on top of the rate and a short job runs faster
+            // than the operator allowed.
+            let _ = limiter.check_n(rate);
+            (limiter, rate)
+        });
         Throttle {
             limiter,
             pause_file,
@@ -105,11 +111,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rate_limit_holds_the_next_chunk_and_says_why() {
+    async fn rate_limit_holds_chunks_from_the_start_and_says_why() {
         let throttle = std::sync::Arc::new(Throttle::new(NonZeroU32::new(100), None));
         let stop = CancellationToken::new();
-        // One second's worth passes at once; the next must wait for it.
-        assert!(throttle.admit(100, &stop).await);
+        // No initial burst: 100 rows at 100 rows/s wait about a second.
         let t = throttle.clone();
         let s = stop.clone();
         let waiter = tokio::spawn(async move { t.admit(100, &s).await });
@@ -117,6 +122,7 @@ mod tests {
         assert!(!waiter.is_finished());
         assert_eq!(throttle.reason().as_deref(), Some("rate-limit"));
         assert!(waiter.await.unwrap());
+        assert_eq!(throttle.reason(), None);
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
     }
     let path = job.checkpoint_path(opts);
     let checkpoint = match Checkpoint::load(&path) {
+        Ok(Some(cp)) if cp.fingerprint == job.identity.fingerprint() && cp.finished => {
+            format!(
+                "{} says the job is finished: a run does nothing (--restart runs it again)",
+                path.display()
+            )
+        }
         Ok(Some(cp)) if cp.fingerprint == job.identity.fingerprint() => {
             format!(
                 "{} exists: a run resumes it ({} rows done)",
