@@ -174,6 +174,77 @@ impl Pipeline {
     }
 }
 
+/// What `RetryingSession::run` runs on the session (boxed: a borrowing
+/// async closure cannot yet promise `Send` to tokio::spawn).
+type SessionFuture<'s, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 's>>;
+
+/// One connection and the retry loop around it: a retryable failure
+/// (deadlock, lock timeout, lost connection) drops the connection, waits
+/// with backoff and tries again, up to `max_retries` times.
+struct RetryingSession {
+    db: Arc<dyn Database>,
+    session: Option<Box<dyn Session>>,
+    stats: Arc<Stats>,
+    max_retries: u32,
+    stop: CancellationToken,
+}
+
+impl RetryingSession {
+    fn new(
+        db: Arc<dyn Database>,
+        stats: Arc<Stats>,
+        max_retries: u32,
+        stop: CancellationToken,
+    ) -> Self {
+        RetryingSession {
+            db,
+            session: None,
+            stats,
+            max_retries,
+            stop,
+        }
+    }
+
+    /// Ok(None) when the job stopped while waiting to retry.
+    async fn run<T>(
+        &mut self,
+        mut op: impl for<'s> FnMut(&'s mut (dyn Session + 'static)) -> SessionFuture<'s, T>,
+    ) -> Result<Option<T>> {
+        let mut attempt = 0;
+        loop {
+            let result = match self.session.as_mut() {
+                Some(s) => op(s.as_mut()).await,
+                None => match self.db.session().await {
+                    Ok(s) => {
+                        self.session = Some(s);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(value) => return Ok(Some(value)),
+                Err(e) if e.is_retryable() && attempt < self.max_retries => {
+                    attempt += 1;
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    // A fresh connection next time: this one may be broken.
+                    self.session = None;
+                    if !backoff(attempt, &self.stop).await {
+                        return Ok(None);
+                    }
+                }
+                Err(e) if e.is_retryable() => {
+                    let mut e = e.with_kind(ErrorKind::Fatal);
+                    e.message = format!("{} (gave up after {attempt} retries)", e.message);
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn plan_chunks(
     db: Arc<dyn Database>,
@@ -193,36 +264,23 @@ async fn plan_chunks(
             return;
         }
     }
-    let mut session: Option<Box<dyn Session>> = None;
-    let mut attempt = 0;
+    let mut session = RetryingSession::new(db, stats, max_retries, stop.clone());
     while !stop.is_cancelled() {
         let rows = lock(&sizer).rows();
-        let result = match session.as_mut() {
-            Some(s) => planner.plan_next(s.as_mut(), &ledger, rows).await,
-            None => match db.session().await {
-                Ok(s) => {
-                    session = Some(s);
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
-        };
-        match result {
-            Ok(Some(chunk)) => {
-                attempt = 0;
+        let planned = session
+            .run(|s| {
+                let (planner, ledger) = (planner.clone(), ledger.clone());
+                Box::pin(async move { planner.plan_next(s, &ledger, rows).await })
+            })
+            .await;
+        match planned {
+            Ok(Some(Some(chunk))) => {
                 if !send(&queue, chunk, &stop).await {
                     return;
                 }
             }
-            Ok(None) => return,
-            Err(e) if e.is_retryable() && attempt < max_retries => {
-                attempt += 1;
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                session = None;
-                if !backoff(attempt, &stop).await {
-                    return;
-                }
-            }
+            // The range is fully planned, or the job is stopping.
+            Ok(Some(None)) | Ok(None) => return,
             Err(e) => {
                 let _ = events.send(Event::Failed(e.context("planning the next chunk")));
                 return;
@@ -249,7 +307,7 @@ async fn work_chunks(
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let mut session: Option<Box<dyn Session>> = None;
+    let mut session = RetryingSession::new(db, stats, max_retries, stop.clone());
     loop {
         let next = tokio::select! {
             _ = stop.cancelled() => None,
@@ -260,48 +318,26 @@ async fn work_chunks(
             return;
         }
         let started = Instant::now();
-        let mut attempt = 0;
-        loop {
-            let result = match session.as_mut() {
-                Some(s) => work.run(s.as_mut(), &chunk).await,
-                None => match db.session().await {
-                    Ok(s) => {
-                        session = Some(s);
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                },
-            };
-            match result {
-                Ok(rows) => {
-                    let _ = events.send(Event::Committed {
-                        seq: chunk.seq,
-                        rows,
-                        planned_rows: chunk.planned_rows,
-                        elapsed: started.elapsed(),
-                    });
-                    break;
-                }
-                Err(e) if e.is_retryable() && attempt < max_retries => {
-                    attempt += 1;
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
-                    // A fresh connection: the old one may be broken.
-                    session = None;
-                    if !backoff(attempt, &stop).await {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let e = if e.is_retryable() {
-                        let mut e = e.with_kind(ErrorKind::Fatal);
-                        e.message = format!("{} (gave up after {attempt} retries)", e.message);
-                        e
-                    } else {
-                        e
-                    };
-                    let _ = events.send(Event::Failed(work.explain(&chunk, e)));
-                    return;
-                }
+        let ran = session
+            .run(|s| {
+                let (work, chunk) = (work.clone(), chunk.clone());
+                Box::pin(async move { work.run(s, &chunk).await })
+            })
+            .await;
+        match ran {
+            Ok(Some(rows)) => {
+                let _ = events.send(Event::Committed {
+                    seq: chunk.seq,
+                    rows,
+                    planned_rows: chunk.planned_rows,
+                    elapsed: started.elapsed(),
+                });
+            }
+            // Stopping while waiting to retry: the chunk stays unfinished.
+            Ok(None) => return,
+            Err(e) => {
+                let _ = events.send(Event::Failed(work.explain(&chunk, e)));
+                return;
             }
         }
     }
