@@ -149,12 +149,13 @@ impl ChunkSizer {
         max_bytes: u64,
         row_bytes: u64,
     ) -> Self {
-        let byte_cap = max_bytes / row_bytes.max(1);
-        let max_rows = max_rows.min(byte_cap).max(MIN_CHUNK_ROWS);
+        // The caps hold in fixed mode too; the floor never lifts a chunk
+        // above them (a rate of 5 rows/s means chunks of 5 rows).
+        let max_rows = max_rows.min(max_bytes / row_bytes.max(1)).max(1);
         let current = if target.is_zero() {
-            first.max(1)
+            first.clamp(1, max_rows)
         } else {
-            first.clamp(MIN_CHUNK_ROWS, max_rows)
+            first.clamp(MIN_CHUNK_ROWS.min(max_rows), max_rows)
         };
         ChunkSizer {
             current,
@@ -192,7 +193,7 @@ impl ChunkSizer {
         let next = ideal
             .min(grown)
             .min(self.max_rows as f64)
-            .max(MIN_CHUNK_ROWS as f64);
+            .max(MIN_CHUNK_ROWS.min(self.max_rows) as f64);
         self.current = next as u64;
     }
 }
@@ -208,6 +209,25 @@ mod tests {
         let mut s = ChunkSizer::new(7, Duration::ZERO, 100_000, MIB16, 100);
         s.record(7, Duration::from_secs(5));
         assert_eq!(s.rows(), 7);
+    }
+
+    #[test]
+    fn fixed_size_still_obeys_the_row_byte_and_rate_caps() {
+        // --chunk-time 0 --chunk-rows 50000 with a 1000 rows/s rate cap.
+        assert_eq!(
+            ChunkSizer::new(50_000, Duration::ZERO, 1000, MIB16, 100).rows(),
+            1000
+        );
+        // 16 MiB of 1 MiB rows.
+        assert_eq!(
+            ChunkSizer::new(50_000, Duration::ZERO, 100_000, MIB16, 1 << 20).rows(),
+            16
+        );
+        // A rate below the adaptive floor.
+        let mut s = ChunkSizer::new(1000, Duration::from_millis(500), 5, MIB16, 100);
+        assert_eq!(s.rows(), 5);
+        s.record(5, Duration::from_secs(10));
+        assert_eq!(s.rows(), 5);
     }
 
     #[test]

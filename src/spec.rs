@@ -2,6 +2,7 @@
 //! options. Building one writes nothing and touches no server.
 
 use crate::error::{Error, Result};
+use crate::planner::ChunkSizer;
 use crate::progress::ProgressMode;
 use crate::table::TableName;
 use crate::url::DbUrl;
@@ -95,6 +96,24 @@ pub struct RunOptions {
     pub max_retries: u32,
 }
 
+impl RunOptions {
+    /// The chunk sizer for a table whose rows take about `row_bytes`.
+    /// Chunks are capped in rows, in bytes, and to one second's worth of
+    /// the rate limit (the throttle admits a chunk in one go).
+    pub fn chunk_sizer(&self, row_bytes: u64) -> ChunkSizer {
+        let rate = self
+            .max_rows_per_sec
+            .map_or(u64::MAX, |r| u64::from(r.get()));
+        ChunkSizer::new(
+            self.chunk_rows,
+            self.chunk_time,
+            self.max_chunk_rows.min(rate),
+            self.max_chunk_bytes,
+            row_bytes,
+        )
+    }
+}
+
 /// The resolved identity of a job: hashed into its fingerprint, shown by
 /// `rowferry status`. Never holds a password.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -114,12 +133,6 @@ impl JobIdentity {
     pub fn fingerprint(&self) -> String {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         hex::encode(Sha256::digest(&canonical))
-    }
-
-    /// Name of the advisory lock that allows one run at a time. Keyed by
-    /// what the job writes, so two jobs can never write one table at once.
-    pub fn lock_name(&self) -> String {
-        format!("rowferry:{}:{}", self.target, self.target_table)
     }
 
     /// Default checkpoint file, named after the job, in the current directory.
@@ -187,6 +200,27 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         b.where_sql = Some("id > 5".into());
         assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn chunks_are_capped_to_the_rate_limit() {
+        let opts = RunOptions {
+            workers: 4,
+            chunk_rows: 50_000,
+            chunk_time: Duration::ZERO,
+            max_chunk_rows: 100_000,
+            max_chunk_bytes: 16 << 20,
+            max_rows_per_sec: NonZeroU32::new(700),
+            pause_file: None,
+            checkpoint: None,
+            restart: false,
+            progress: ProgressMode::None,
+            json: false,
+            lock_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(60),
+            max_retries: 10,
+        };
+        assert_eq!(opts.chunk_sizer(100).rows(), 700);
     }
 
     #[test]

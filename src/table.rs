@@ -89,7 +89,8 @@ fn split_qualified(text: &str) -> Option<Vec<String>> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Column {
     pub name: String,
-    /// The type as the server spells it, without modifiers; used for casts.
+    /// The type as the server spells it, with modifiers (`character(4)`:
+    /// a bare `character` is char(1) and would cut keys); used for casts.
     pub data_type: String,
     pub nullable: bool,
     /// Computed by the server (GENERATED ... STORED): never written.
@@ -108,6 +109,8 @@ pub struct UniqueIndex {
 /// A table found in the catalog, with its exact schema and name.
 #[derive(Debug, Clone)]
 pub struct TableInfo {
+    /// The catalog's id for the table (an oid on PostgreSQL).
+    pub id: String,
     pub schema: String,
     pub name: String,
     pub columns: Vec<Column>,
@@ -213,18 +216,6 @@ impl Key {
             )));
         }
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        let unique = table.unique_indexes.iter().any(|i| {
-            i.columns.len() == names.len() && i.columns.iter().all(|c| names.contains(&c.as_str()))
-        });
-        if !unique {
-            return Err(Error::input(format!(
-                "--key ({}) is not unique on {}: no valid unique index covers exactly these \
-                 columns, so chunks could split duplicates. Create one (CREATE UNIQUE INDEX \
-                 CONCURRENTLY ...) or choose another key",
-                names.join(", "),
-                table.display_name()
-            )));
-        }
         let mut seen = std::collections::HashSet::new();
         if !names.iter().all(|n| seen.insert(*n)) {
             return Err(Error::input(format!(
@@ -232,6 +223,25 @@ impl Key {
                 names.join(", ")
             )));
         }
+        let unique = table.unique_indexes.iter().find(|i| {
+            i.columns.len() == names.len() && i.columns.iter().all(|c| names.contains(&c.as_str()))
+        });
+        let Some(index) = unique else {
+            return Err(Error::input(format!(
+                "--key ({}) is not unique on {}: no valid unique index covers exactly these \
+                 columns, so chunks could split duplicates. Create one (CREATE UNIQUE INDEX \
+                 CONCURRENTLY ...) or choose another key",
+                names.join(", "),
+                table.display_name()
+            )));
+        };
+        // Walk the key in the index's column order, so that every probe and
+        // chunk is an index range scan rather than a sort.
+        let columns = index
+            .columns
+            .iter()
+            .filter_map(|n| columns.iter().find(|c| &c.name == n).cloned())
+            .collect();
         Ok(Key { columns })
     }
 }
@@ -257,6 +267,7 @@ mod tests {
 
     fn table() -> TableInfo {
         TableInfo {
+            id: "1".into(),
             schema: "s".into(),
             name: "t".into(),
             columns: vec![
@@ -336,8 +347,9 @@ mod tests {
     #[test]
     fn explicit_key_must_be_unique_and_not_null() {
         let t = table();
+        // In the unique index's column order, whatever order was typed.
         let k = Key::resolve(&t, Some(&["a".into(), "mixed".into()])).unwrap();
-        assert_eq!(k.names(), vec!["a", "Mixed"]);
+        assert_eq!(k.names(), vec!["Mixed", "a"]);
         let e = Key::resolve(&t, Some(&["b".into()])).unwrap_err();
         assert!(e.message.contains("nullable"), "{e}");
         let e = Key::resolve(&t, Some(&["a".into()])).unwrap_err();

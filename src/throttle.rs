@@ -36,11 +36,6 @@ impl Throttle {
         }
     }
 
-    /// Largest chunk the rate limit can admit in one go.
-    pub fn max_chunk_rows(&self) -> Option<u64> {
-        self.limiter.as_ref().map(|(_, rate)| u64::from(rate.get()))
-    }
-
     /// Why workers are held back right now, if they are.
     pub fn reason(&self) -> Option<String> {
         crate::planner::lock(&self.reason).clone()
@@ -123,11 +118,5 @@ mod tests {
         assert_eq!(throttle.reason().as_deref(), Some("rate-limit"));
         assert!(waiter.await.unwrap());
         assert_eq!(throttle.reason(), None);
-    }
-
-    #[test]
-    fn chunks_are_capped_to_the_rate() {
-        let t = Throttle::new(NonZeroU32::new(500), None);
-        assert_eq!(t.max_chunk_rows(), Some(500));
     }
 }

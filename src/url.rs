@@ -40,7 +40,9 @@ impl DbUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(Error::input(format!(
                 "connection URL {} has no host; write it as {}://user@host:port/database",
-                redact_url(&url),
+                // Without a host the parser may have put the password in
+                // the path: redact the text as typed.
+                redact_unparsed(text),
                 url.scheme()
             )));
         }
@@ -109,18 +111,36 @@ fn redact_url(url: &url::Url) -> String {
     shown.to_string()
 }
 
-/// Redact text that did not even parse as a URL: blank whatever stands
-/// between the first `:` after the scheme and the last `@`, where a password
-/// would be.
+/// Redact text that did not parse as a usable URL: blank whatever stands
+/// between the first `:` after the scheme and the last `@` (where a URL
+/// keeps its password), and every `password=` value (libpq's key=value
+/// form and query strings).
 pub fn redact_unparsed(text: &str) -> String {
+    let text = mask_password_values(text);
     let Some(at) = text.rfind('@') else {
-        return text.to_string();
+        return text;
     };
     let start = text.find("://").map_or(0, |s| s + 3).min(at);
     match text[start..at].find(':') {
         Some(colon) => format!("{}***{}", &text[..start + colon + 1], &text[at..]),
-        None => text.to_string(),
+        None => text,
     }
+}
+
+fn mask_password_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.to_ascii_lowercase().find("password=") {
+        let value_start = pos + "password=".len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("***");
+        let value_len = rest[value_start..]
+            .find(|c: char| c.is_whitespace() || c == '&')
+            .unwrap_or(rest.len() - value_start);
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Remove a known password from any text (driver messages echo odd things).
@@ -163,7 +183,7 @@ mod tests {
         ] {
             if let Err(e) = DbUrl::parse(text) {
                 assert_eq!(e.exit_code(), 2, "{text}");
-                assert!(!e.message.contains(":pw@"), "{text}: {}", e.message);
+                assert!(!e.message.contains("pw"), "{text}: {}", e.message);
             }
             let _ = redact_unparsed(text);
         }

@@ -322,3 +322,52 @@ async fn rows_already_in_the_target_are_kept_and_never_duplicated() {
     );
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fixed_length_char_and_bit_keys_keep_their_length() {
+    let db = TestDb::new("charkey").await;
+    // Cast to a bare `character` (char(1)) or `bit` and every bound is cut:
+    // the copy would find nothing and never end.
+    db.exec(
+        "CREATE TABLE {s}.src (code char(4) PRIMARY KEY, flags bit(5) NOT NULL UNIQUE, n int NOT NULL);
+         INSERT INTO {s}.src SELECT lpad(g::text, 3, 'a') || chr(65 + g % 26), (g % 32)::bit(5), g
+           FROM generate_series(1, 31) g;
+         CREATE TABLE {s}.dst (LIKE {s}.src INCLUDING ALL);",
+    )
+    .await;
+    copy(&db, "src", "dst", 4, &[]);
+    assert_eq!(db.count("dst").await, 31);
+    assert_eq!(
+        db.checksum("src", "code, flags, n", "code").await,
+        db.checksum("dst", "code, flags, n", "code").await
+    );
+    db.exec("TRUNCATE {s}.dst").await;
+    std::fs::remove_file(db.path("job.checkpoint")).expect("checkpoint");
+    copy(&db, "src", "dst", 3, &["--key", "flags"]);
+    assert_eq!(db.count("dst").await, 31);
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn targets_with_covering_include_indexes_and_two_unique_indexes_on_the_key() {
+    let db = TestDb::new("twoidx").await;
+    // The target's key is unique twice over (an extra UNIQUE ... INCLUDE
+    // index besides the primary key), and some rows are already there: the
+    // server may name either index when a row is present.
+    db.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, v text NOT NULL);
+         INSERT INTO {s}.src SELECT g, 'v' || g FROM generate_series(1, 2000) g;
+         CREATE TABLE {s}.dst (id int NOT NULL, v text NOT NULL);
+         CREATE UNIQUE INDEX dst_id_first ON {s}.dst (id) INCLUDE (v);
+         ALTER TABLE {s}.dst ADD PRIMARY KEY (id);
+         INSERT INTO {s}.dst SELECT id, v FROM {s}.src WHERE id % 50 = 0;",
+    )
+    .await;
+    copy(&db, "src", "dst", 100, &[]);
+    assert_eq!(db.count("dst").await, 2000);
+    assert_eq!(
+        db.checksum("src", "id, v", "id").await,
+        db.checksum("dst", "id, v", "id").await
+    );
+    db.cleanup().await;
+}

@@ -187,6 +187,18 @@ async fn pause_file_holds_work_second_run_is_refused_and_sigterm_stops() {
         "{}",
         stderr(&second)
     );
+    // Also when it spells the same server another way (the lock is keyed
+    // by the target table's catalog id, not by the URL).
+    let mut respelled = with(base.clone(), &["--progress", "none"]);
+    respelled[2] = pg_url().replace("127.0.0.1", "localhost");
+    assert_ne!(respelled[2], base[2]);
+    let third = run(&respelled);
+    expect_exit(&third, 2);
+    assert!(
+        stderr(&third).contains("another rowferry run is already writing"),
+        "{}",
+        stderr(&third)
+    );
     assert_eq!(db.count("dst").await, 0);
 
     first.signal(libc::SIGTERM);

@@ -68,8 +68,15 @@ pub async fn connect(url: &DbUrl, settings: &SessionSettings) -> Result<Box<dyn 
             )));
         }
     };
-    db.session()
-        .await
-        .map_err(|e| e.with_kind(ErrorKind::Input))?;
+    db.session().await.map_err(|e| {
+        // A server that is full or starting up is a runtime condition
+        // (exit 1); everything else at this point is configuration (exit 2).
+        let transient = matches!(e.code.as_deref(), Some("53300" | "57P03"));
+        e.with_kind(if transient {
+            ErrorKind::Fatal
+        } else {
+            ErrorKind::Input
+        })
+    })?;
     Ok(db)
 }

@@ -248,7 +248,6 @@ fn server_error(e: &tokio_postgres::Error, password: Option<&str>) -> Error {
         SqlState::T_R_DEADLOCK_DETECTED,
         SqlState::T_R_SERIALIZATION_FAILURE,
         SqlState::LOCK_NOT_AVAILABLE,
-        SqlState::QUERY_CANCELED,
         SqlState::ADMIN_SHUTDOWN,
         SqlState::CRASH_SHUTDOWN,
         SqlState::CANNOT_CONNECT_NOW,
@@ -257,6 +256,12 @@ fn server_error(e: &tokio_postgres::Error, password: Option<&str>) -> Error {
     .contains(code)
         || code.code().starts_with("08");
     let mut message = format!("{} (SQLSTATE {})", db.message(), code.code());
+    if *code == SqlState::QUERY_CANCELED {
+        message.push_str(
+            "; a statement ran longer than --statement-timeout (or was cancelled): raise it, \
+             or lower --max-chunk-rows / --chunk-time, then rerun to resume",
+        );
+    }
     if let Some(detail) = db.detail() {
         message.push_str(&format!("; {detail}"));
     }

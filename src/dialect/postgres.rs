@@ -79,7 +79,7 @@ impl Dialect for Postgres {
     }
 
     fn columns_sql(&self) -> &'static str {
-        "SELECT a.attname::text, format_type(a.atttypid, NULL), (NOT a.attnotnull)::text, \
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), (NOT a.attnotnull)::text, \
                 (a.attgenerated <> '')::text, (a.attidentity = 'a')::text \
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -92,7 +92,8 @@ impl Dialect for Postgres {
         "SELECT ic.relname::text, i.indisprimary::text, \
                 (SELECT json_agg(a.attname ORDER BY k.ord) \
                  FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
-                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)::text \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE k.ord <= i.indnkeyatts)::text \
          FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
          WHERE i.indrelid = $1::text::oid AND i.indisunique AND i.indisvalid AND i.indimmediate \
            AND i.indpred IS NULL AND NOT (0 = ANY (i.indkey::int2[])) \

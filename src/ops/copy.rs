@@ -131,7 +131,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         target_has_rows: AtomicBool::new(false),
         target: target.display_name(),
         key: key.names(),
-        key_index: resolved.key_index.clone(),
+        key_indexes: resolved.key_indexes.clone(),
     });
     Ok(CopyPlan {
         job: PreparedJob {
@@ -141,6 +141,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             work,
             source,
             phase: "copy",
+            lock_name: format!("rowferry:writes:{}", target.id),
         },
         target,
         key,
@@ -175,7 +176,7 @@ struct ResolvedColumns {
     columns: Vec<(String, String)>,
     /// Target columns that receive the key, and their unique index.
     key_target_columns: Vec<String>,
-    key_index: String,
+    key_indexes: Vec<String>,
     overriding_identity: bool,
     unwritten_source_columns: Vec<String>,
 }
@@ -248,11 +249,18 @@ fn resolve_columns(
             })
         })
         .collect::<Result<Vec<String>>>()?;
-    let covering = target.unique_indexes.iter().find(|i| {
-        i.columns.len() == key_target_columns.len()
-            && i.columns.iter().all(|c| key_target_columns.contains(c))
-    });
-    let Some(key_index) = covering.map(|i| i.name.clone()) else {
+    // Every unique index on exactly these columns: the server may report a
+    // duplicate key through any of them.
+    let key_indexes: Vec<String> = target
+        .unique_indexes
+        .iter()
+        .filter(|i| {
+            i.columns.len() == key_target_columns.len()
+                && i.columns.iter().all(|c| key_target_columns.contains(c))
+        })
+        .map(|i| i.name.clone())
+        .collect();
+    if key_indexes.is_empty() {
         return Err(Error::input(format!(
             "target {} has no unique index on ({}), the columns that receive the copy key; \
              insert-if-absent needs one to skip rows already copied. Create it (CREATE UNIQUE \
@@ -260,7 +268,7 @@ fn resolve_columns(
             target.display_name(),
             key_target_columns.join(", ")
         )));
-    };
+    }
     let unwritten_source_columns = source
         .columns
         .iter()
@@ -270,7 +278,7 @@ fn resolve_columns(
     Ok(ResolvedColumns {
         columns,
         key_target_columns,
-        key_index,
+        key_indexes,
         overriding_identity,
         unwritten_source_columns,
     })
@@ -301,13 +309,16 @@ struct CopyWork {
     target_has_rows: AtomicBool,
     target: String,
     key: Vec<String>,
-    /// The target's unique index on the key.
-    key_index: String,
+    /// The target's unique indexes on the key.
+    key_indexes: Vec<String>,
 }
 
 impl CopyWork {
     fn is_key_conflict(&self, e: &Error) -> bool {
-        is_unique_violation(e) && e.constraint.as_deref() == Some(&self.key_index)
+        is_unique_violation(e)
+            && e.constraint
+                .as_ref()
+                .is_some_and(|c| self.key_indexes.contains(c))
     }
 }
 
@@ -334,6 +345,20 @@ impl ChunkWork for CopyWork {
     }
 
     fn explain(&self, chunk: &Chunk, error: Error) -> Error {
+        if self.is_key_conflict(&error) {
+            // Retried and still conflicting: not a race with a writer.
+            return Error::fatal(format!(
+                "{}: two source rows map to the same key in {} (unique index `{}`), for \
+                 example because a target key column is narrower or case-insensitive where \
+                 the source's is not. The chunk was rolled back and no row was dropped. Make \
+                 the target's key columns hold the source's values exactly, then rerun the \
+                 same command to resume. Server said: {}",
+                describe_chunk(chunk),
+                self.target,
+                error.constraint.as_deref().unwrap_or("?"),
+                error.message
+            ));
+        }
         if is_unique_violation(&error) {
             let constraint = error.constraint.clone().unwrap_or_else(|| "?".into());
             return Error::fatal(format!(
@@ -364,6 +389,7 @@ mod tests {
 
     fn table(name: &str, cols: &[&str]) -> TableInfo {
         TableInfo {
+            id: "1".into(),
             schema: "s".into(),
             name: name.into(),
             columns: cols.iter().map(|c| column(c, "bigint")).collect(),
@@ -397,7 +423,7 @@ mod tests {
             ]
         );
         assert_eq!(r.key_target_columns, vec!["id"]);
-        assert_eq!(r.key_index, "b_pkey");
+        assert_eq!(r.key_indexes, vec!["b_pkey"]);
         assert_eq!(r.unwritten_source_columns, vec!["gone"]);
     }
 

@@ -10,7 +10,7 @@ use crate::checkpoint::{Checkpoint, FORMAT_VERSION, Ledger, now_rfc3339};
 use crate::db::{Database, Session};
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, Result};
-use crate::planner::{ChunkSizer, KeysetPlanner, lock};
+use crate::planner::{KeysetPlanner, lock};
 use crate::pool::{ChunkWork, LedgerSink, Outcome, Pipeline};
 use crate::progress::{Reporter, Stats, Summary};
 use crate::spec::{JobIdentity, RunOptions};
@@ -94,6 +94,7 @@ pub async fn inspect(
             .unwrap_or(0)
     };
     Ok(TableInfo {
+        id,
         schema,
         name: table,
         columns,
@@ -116,6 +117,10 @@ pub struct PreparedJob {
     pub source: TableInfo,
     /// The progress bar's label and the summary's operation name.
     pub phase: &'static str,
+    /// The advisory lock that allows one run at a time. Keyed by the
+    /// catalog id of the table the job writes, not by how the URL was
+    /// spelled, so no two runs can write one table at once.
+    pub lock_name: String,
 }
 
 impl PreparedJob {
@@ -154,15 +159,14 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
         .await
         .map_err(|e| e.with_kind(ErrorKind::Input))?;
     let held = lock_session
-        .query(d.try_job_lock_sql(), &[job.identity.lock_name()])
+        .query(d.try_job_lock_sql(), std::slice::from_ref(&job.lock_name))
         .await?;
     if cell(&held, 0, 0).as_deref() != Some("true") {
         return Err(Error::input(format!(
             "another rowferry run is already writing {} (advisory lock `{}` is held); only one \
              run per job at a time. Wait for it to finish, or stop it with Ctrl-C / SIGTERM \
              (it saves its checkpoint) before starting this one",
-            job.identity.target_table,
-            job.identity.lock_name()
+            job.identity.target_table, job.lock_name
         )));
     }
 
@@ -238,16 +242,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
         opts.max_rows_per_sec,
         opts.pause_file.clone(),
     ));
-    let max_rows = opts
-        .max_chunk_rows
-        .min(throttle.max_chunk_rows().unwrap_or(u64::MAX));
-    let sizer = ChunkSizer::new(
-        opts.chunk_rows,
-        opts.chunk_time,
-        max_rows,
-        opts.max_chunk_bytes,
-        job.source.estimated_row_bytes,
-    );
+    let sizer = opts.chunk_sizer(job.source.estimated_row_bytes);
     let stats = Arc::new(Stats::default());
     stats.rows_done.store(ledger.rows_done, Ordering::Relaxed);
     stats

@@ -4,7 +4,6 @@
 use super::copy::prepare;
 use crate::checkpoint::{Checkpoint, Ledger};
 use crate::error::Result;
-use crate::planner::ChunkSizer;
 use crate::spec::{CopySpec, RunOptions};
 use std::sync::Mutex;
 
@@ -15,13 +14,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
     let job = &plan.job;
     let mut session = job.db.session().await?;
     let upper = job.planner.upper_bound(session.as_mut()).await?;
-    let sizer = ChunkSizer::new(
-        opts.chunk_rows,
-        opts.chunk_time,
-        opts.max_chunk_rows,
-        opts.max_chunk_bytes,
-        job.source.estimated_row_bytes,
-    );
+    let sizer = opts.chunk_sizer(job.source.estimated_row_bytes);
 
     // Probe the first chunks the way a run would (reads only).
     let ledger = Mutex::new(Ledger::new(upper.clone()));
