@@ -24,8 +24,9 @@ pub struct Error {
     pub message: String,
     /// SQLSTATE (PostgreSQL) or server error number, when the server sent one.
     pub code: Option<String>,
-    /// The constraint or index named by the server, for unique violations.
-    pub constraint: Option<String>,
+    /// Set only for a unique violation: the index or constraint that found
+    /// the duplicate, as the server named it (every driver fills it).
+    pub duplicate_key: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,7 +50,7 @@ impl Error {
             kind,
             message: message.into(),
             code: None,
-            constraint: None,
+            duplicate_key: None,
         }
     }
 

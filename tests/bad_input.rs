@@ -181,8 +181,8 @@ async fn bad_urls_and_unreachable_servers() {
     assert!(!err.contains("hunter2"), "{err}");
     refused(
         &db,
-        swap_source("mysql://root@127.0.0.1:3306/test"),
-        "PostgreSQL tables only",
+        swap_source("sqlserver://sa:hunter2@127.0.0.1:1433/master"),
+        "SQL Server engine is not available",
     )
     .await;
     db.cleanup().await;

@@ -2,6 +2,7 @@
 //! through `Database` (a pool) and `Session` (one connection). Values cross
 //! as text in both directions; the dialect's SQL does the conversions.
 
+pub mod mysql;
 pub mod postgres;
 
 use crate::dialect::Dialect;
@@ -61,22 +62,30 @@ pub struct SessionSettings {
 pub async fn connect(url: &DbUrl, settings: &SessionSettings) -> Result<Box<dyn Database>> {
     let db: Box<dyn Database> = match url.engine {
         Engine::Postgres => Box::new(postgres::PgDatabase::new(url, settings)?),
-        Engine::Mysql | Engine::Mssql => {
+        Engine::Mysql => Box::new(
+            mysql::MyDatabase::connect(url, settings)
+                .await
+                .map_err(at_startup)?,
+        ),
+        Engine::Mssql => {
             return Err(Error::input(format!(
-                "{url}: this build of rowferry copies PostgreSQL tables only; MySQL/MariaDB \
-                 and SQL Server engines are not available yet. Use a postgres:// URL"
+                "{url}: this build of rowferry copies PostgreSQL and MySQL/MariaDB tables; the \
+                 SQL Server engine is not available yet"
             )));
         }
     };
-    db.session().await.map_err(|e| {
-        // A server that is full or starting up is a runtime condition
-        // (exit 1); everything else at this point is configuration (exit 2).
-        let transient = matches!(e.code.as_deref(), Some("53300" | "57P03"));
-        e.with_kind(if transient {
-            ErrorKind::Fatal
-        } else {
-            ErrorKind::Input
-        })
-    })?;
+    db.session().await.map_err(at_startup)?;
     Ok(db)
+}
+
+/// A failed first connection: a server that is full or starting up is a
+/// runtime condition (exit 1); anything else is configuration (exit 2).
+fn at_startup(e: Error) -> Error {
+    // PostgreSQL 53300/57P03, MySQL 1040 (too many connections).
+    let transient = matches!(e.code.as_deref(), Some("53300" | "57P03" | "1040"));
+    e.with_kind(if transient {
+        ErrorKind::Fatal
+    } else {
+        ErrorKind::Input
+    })
 }

@@ -277,7 +277,9 @@ fn server_error(e: &tokio_postgres::Error, password: Option<&str>) -> Error {
         scrub(&message, password),
     );
     err.code = Some(code.code().to_string());
-    err.constraint = db.constraint().map(String::from);
+    if *code == SqlState::UNIQUE_VIOLATION {
+        err.duplicate_key = Some(db.constraint().unwrap_or("?").to_string());
+    }
     err
 }
 

@@ -3,6 +3,7 @@
 //! the statements (keyset ranges, boundary probes, the chunk copy) are built
 //! here once; a dialect only supplies the pieces that differ per engine.
 
+pub mod mysql;
 pub mod postgres;
 
 use crate::table::{Column, Key};
@@ -66,6 +67,28 @@ pub trait Dialect: Send + Sync {
     fn estimate_sql(&self) -> &'static str;
     /// (lock name) -> ("true" when this session now holds the job's lock)
     fn try_job_lock_sql(&self) -> &'static str;
+}
+
+/// `(a, b) > (x, y)` spelled without row values:
+/// `a > x OR (a = x AND b > y)`. For engines whose range optimizer does not
+/// use an index for row-value comparisons (MariaDB) or lack them (SQL Server).
+pub fn expanded_tuple_compare(lhs: &[String], op: &str, rhs: &[String]) -> String {
+    let strict = op.trim_end_matches('=');
+    let (last, init) = match (lhs.split_last(), rhs.split_last()) {
+        (Some((l, li)), Some((r, _))) => ((l, r), li.len()),
+        _ => return "1 = 1".to_string(),
+    };
+    // Built from the last column outwards; parenthesized whole so that it
+    // can be ANDed with anything.
+    let mut expr = format!("{} {op} {}", last.0, last.1);
+    for i in (0..init).rev() {
+        expr = format!(
+            "({l} {strict} {r} OR ({l} = {r} AND {expr}))",
+            l = lhs[i],
+            r = rhs[i]
+        );
+    }
+    expr
 }
 
 /// Everything the chunk copy statement needs, already quoted.

@@ -315,10 +315,9 @@ struct CopyWork {
 
 impl CopyWork {
     fn is_key_conflict(&self, e: &Error) -> bool {
-        is_unique_violation(e)
-            && e.constraint
-                .as_ref()
-                .is_some_and(|c| self.key_indexes.contains(c))
+        e.duplicate_key
+            .as_ref()
+            .is_some_and(|c| self.key_indexes.contains(c))
     }
 }
 
@@ -355,12 +354,11 @@ impl ChunkWork for CopyWork {
                  same command to resume. Server said: {}",
                 describe_chunk(chunk),
                 self.target,
-                error.constraint.as_deref().unwrap_or("?"),
+                error.duplicate_key.as_deref().unwrap_or("?"),
                 error.message
             ));
         }
-        if is_unique_violation(&error) {
-            let constraint = error.constraint.clone().unwrap_or_else(|| "?".into());
+        if let Some(constraint) = &error.duplicate_key {
             return Error::fatal(format!(
                 "{}: a source row conflicts with unique constraint `{constraint}` of {} on \
                  columns other than the copy key ({}). The chunk was rolled back and no row was \
@@ -374,10 +372,6 @@ impl ChunkWork for CopyWork {
         }
         error.context(format!("{} of {}", describe_chunk(chunk), self.target))
     }
-}
-
-fn is_unique_violation(e: &Error) -> bool {
-    e.code.as_deref() == Some("23505")
 }
 
 #[cfg(test)]

@@ -1,0 +1,259 @@
+//! MySQL and MariaDB SQL. Keys travel as text (`CAST(col AS CHAR)`, `HEX()`
+//! for binary) and come back through a cast chosen from the column's type;
+//! parameters are named (`:p1`) so a bound can appear twice, as the
+//! expanded composite comparison needs.
+
+use super::{CopyStatement, Dialect, expanded_tuple_compare};
+use crate::table::Column;
+
+pub struct Mysql;
+
+/// How a key column's type crosses as text.
+enum KeyForm {
+    /// Integers: exact through SIGNED/UNSIGNED (a bare string would be
+    /// compared as a double and lose precision past 2^53).
+    Integer { unsigned: bool },
+    /// A cast with the column's own precision: DECIMAL(p,s), DATETIME(6)...
+    Cast(String),
+    /// Bytes: hex out, UNHEX in.
+    Binary,
+    /// Strings: the column's collation decides comparisons (a parameter's
+    /// coercibility is weaker than a column's).
+    Text,
+}
+
+fn key_form(column: &Column) -> KeyForm {
+    let ty = column.data_type.to_ascii_lowercase();
+    let base = ty.split(['(', ' ']).next().unwrap_or("");
+    let modifiers = ty
+        .find('(')
+        .and_then(|i| ty[i..].find(')').map(|j| &ty[i..=i + j]));
+    match base {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" | "bit" => {
+            KeyForm::Integer {
+                unsigned: ty.contains("unsigned") || base == "year" || base == "bit",
+            }
+        }
+        "decimal" | "numeric" => KeyForm::Cast(format!("DECIMAL{}", modifiers.unwrap_or("(10,0)"))),
+        "datetime" | "timestamp" => KeyForm::Cast(format!("DATETIME{}", modifiers.unwrap_or(""))),
+        "time" => KeyForm::Cast(format!("TIME{}", modifiers.unwrap_or(""))),
+        "date" => KeyForm::Cast("DATE".into()),
+        "float" | "double" | "real" => KeyForm::Cast("DOUBLE".into()),
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => KeyForm::Binary,
+        _ => KeyForm::Text,
+    }
+}
+
+impl Dialect for Mysql {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn quote_ident(&self, ident: &str) -> String {
+        format!("`{}`", ident.replace('`', "``"))
+    }
+
+    fn placeholder(&self, n: usize) -> String {
+        format!(":p{n}")
+    }
+
+    fn key_param(&self, n: usize, column: &Column) -> String {
+        let p = self.placeholder(n);
+        match key_form(column) {
+            KeyForm::Integer { unsigned: true } => format!("CAST({p} AS UNSIGNED)"),
+            KeyForm::Integer { unsigned: false } => format!("CAST({p} AS SIGNED)"),
+            KeyForm::Cast(ty) => format!("CAST({p} AS {ty})"),
+            KeyForm::Binary => format!("UNHEX({p})"),
+            KeyForm::Text => p,
+        }
+    }
+
+    fn key_text(&self, column: &Column) -> String {
+        let col = self.quote_ident(&column.name);
+        match key_form(column) {
+            KeyForm::Binary => format!("HEX({col})"),
+            KeyForm::Integer { .. } if column.data_type.to_ascii_lowercase().starts_with("bit") => {
+                format!("CAST({col} AS UNSIGNED)")
+            }
+            _ => format!("CAST({col} AS CHAR)"),
+        }
+    }
+
+    fn tuple_compare(&self, lhs: &[String], op: &str, rhs: &[String]) -> String {
+        expanded_tuple_compare(lhs, op, rhs)
+    }
+
+    fn rows_at_offset(&self, limit: u64, offset: u64) -> String {
+        format!(" LIMIT {limit} OFFSET {offset}")
+    }
+
+    fn insert_select(&self, copy: &CopyStatement, filter: &str) -> String {
+        // AUTO_INCREMENT columns take the source values as they are (the
+        // session's sql_mode has NO_AUTO_VALUE_ON_ZERO, so even 0 is kept).
+        format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {} WHERE {filter}{}",
+            copy.target,
+            copy.target_columns.join(", "),
+            copy.source_exprs.join(", "),
+            copy.source,
+            if copy.lock_source_rows {
+                " LOCK IN SHARE MODE"
+            } else {
+                ""
+            },
+        )
+    }
+
+    fn default_schema_sql(&self) -> &'static str {
+        "SELECT DATABASE()"
+    }
+
+    fn find_table_sql(&self) -> &'static str {
+        // information_schema compares names case-insensitively: prefer the
+        // exact spelling, accept a unique case-insensitive match.
+        "SELECT TABLE_SCHEMA, TABLE_NAME, \
+                CASE TABLE_TYPE WHEN 'BASE TABLE' THEN 'table' WHEN 'VIEW' THEN 'view' \
+                     WHEN 'SYSTEM VIEW' THEN 'system view' ELSE LOWER(TABLE_TYPE) END, \
+                JSON_ARRAY(TABLE_SCHEMA, TABLE_NAME) \
+         FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = :p1 AND TABLE_NAME = :p2 \
+         ORDER BY BINARY TABLE_NAME = BINARY :p2 DESC, BINARY TABLE_SCHEMA = BINARY :p1 DESC"
+    }
+
+    fn columns_sql(&self) -> &'static str {
+        "SELECT COLUMN_NAME, COLUMN_TYPE, IF(IS_NULLABLE = 'YES', 'true', 'false'), \
+                IF(EXTRA LIKE '%GENERATED%', 'true', 'false'), 'false' \
+         FROM information_schema.COLUMNS \
+         WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
+           AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
+         ORDER BY ORDINAL_POSITION"
+    }
+
+    fn unique_indexes_sql(&self) -> &'static str {
+        // Prefix indexes (SUB_PART) and functional ones (no COLUMN_NAME)
+        // do not prove the full values unique.
+        "SELECT INDEX_NAME, IF(INDEX_NAME = 'PRIMARY', 'true', 'false'), \
+                CONCAT('[', GROUP_CONCAT(JSON_QUOTE(COLUMN_NAME) ORDER BY SEQ_IN_INDEX SEPARATOR ','), ']') \
+         FROM information_schema.STATISTICS \
+         WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
+           AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
+           AND NON_UNIQUE = 0 \
+         GROUP BY INDEX_NAME \
+         HAVING MAX(SUB_PART) IS NULL AND SUM(COLUMN_NAME IS NULL) = 0 \
+         ORDER BY INDEX_NAME <> 'PRIMARY', INDEX_NAME"
+    }
+
+    fn estimate_sql(&self) -> &'static str {
+        "SELECT CAST(COALESCE(TABLE_ROWS, 0) AS CHAR), CAST(GREATEST(COALESCE(AVG_ROW_LENGTH, 100), 1) AS CHAR) \
+         FROM information_schema.TABLES \
+         WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
+           AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]'))"
+    }
+
+    fn try_job_lock_sql(&self) -> &'static str {
+        // GET_LOCK names are server-wide and at most 64 characters.
+        "SELECT IF(GET_LOCK(CONCAT('rowferry:', SHA1(:p1)), 0) = 1, 'true', 'false')"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::test_support::key;
+    use crate::dialect::{
+        Presence, RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql,
+    };
+
+    #[test]
+    fn quotes_with_backticks() {
+        assert_eq!(
+            Mysql.quote_ident("a`b; DROP TABLE x;--"),
+            "`a``b; DROP TABLE x;--`"
+        );
+        assert_eq!(Mysql.qualified("my db", "T.1"), "`my db`.`T.1`");
+    }
+
+    #[test]
+    fn key_types_cross_exactly() {
+        let k = key(&[
+            ("i", "bigint(20) unsigned"),
+            ("d", "decimal(30,10)"),
+            ("t", "datetime(6)"),
+            ("u", "binary(16)"),
+            ("s", "varchar(20)"),
+            ("n", "int(11)"),
+        ]);
+        let params: Vec<String> = k
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Mysql.key_param(i + 1, c))
+            .collect();
+        assert_eq!(
+            params,
+            vec![
+                "CAST(:p1 AS UNSIGNED)",
+                "CAST(:p2 AS DECIMAL(30,10))",
+                "CAST(:p3 AS DATETIME(6))",
+                "UNHEX(:p4)",
+                ":p5",
+                "CAST(:p6 AS SIGNED)"
+            ]
+        );
+        assert_eq!(Mysql.key_text(&k.columns[3]), "HEX(`u`)");
+        assert_eq!(Mysql.key_text(&k.columns[0]), "CAST(`i` AS CHAR)");
+    }
+
+    #[test]
+    fn composite_ranges_are_expanded() {
+        let k = key(&[("tenant", "int(11)"), ("name", "varchar(10)")]);
+        assert_eq!(
+            key_range(
+                &Mysql,
+                &k,
+                RangeShape {
+                    has_lo: true,
+                    has_hi: true
+                }
+            ),
+            "(`tenant` > CAST(:p1 AS SIGNED) OR (`tenant` = CAST(:p1 AS SIGNED) AND `name` > :p2)) AND \
+             (`tenant` < CAST(:p3 AS SIGNED) OR (`tenant` = CAST(:p3 AS SIGNED) AND `name` <= :p4))"
+        );
+        let three = ["a", "b", "c"].map(String::from);
+        assert_eq!(
+            crate::dialect::expanded_tuple_compare(
+                &three,
+                ">=",
+                &["x", "y", "z"].map(String::from)
+            ),
+            "(a > x OR (a = x AND (b > y OR (b = y AND c >= z))))"
+        );
+    }
+
+    #[test]
+    fn probes_and_copy() {
+        let k = key(&[("id", "bigint(20)")]);
+        assert_eq!(
+            max_key_sql(&Mysql, "`d`.`t`", &k),
+            "SELECT CAST(`id` AS CHAR) FROM `d`.`t` rowferry_t ORDER BY rowferry_t.`id` DESC LIMIT 1 OFFSET 0"
+        );
+        assert_eq!(
+            boundary_probe_sql(&Mysql, "`d`.`t`", &k, true, 500),
+            "SELECT CAST(`id` AS CHAR) FROM `d`.`t` rowferry_t WHERE `id` > CAST(:p1 AS SIGNED) AND `id` <= CAST(:p2 AS SIGNED) ORDER BY rowferry_t.`id` LIMIT 2 OFFSET 499"
+        );
+        let copy = CopyStatement {
+            source: "`d`.`src`".into(),
+            target: "`d`.`dst`".into(),
+            target_columns: vec!["`id`".into(), "`v`".into()],
+            source_exprs: vec!["`id`".into(), "UPPER(v)".into()],
+            key_match: vec![("`id`".into(), "`id`".into())],
+            where_sql: Some("v <> ''".into()),
+            overriding_identity: false,
+            lock_source_rows: true,
+        };
+        assert_eq!(
+            copy_chunk_sql(&Mysql, &copy, &k, true, Presence::MaySkip),
+            "INSERT INTO `d`.`dst` (`id`, `v`) SELECT `id`, UPPER(v) FROM `d`.`src` WHERE (`id` > CAST(:p1 AS SIGNED) AND `id` <= CAST(:p2 AS SIGNED)) AND (v <> '') AND NOT EXISTS (SELECT 1 FROM `d`.`dst` rowferry_dst WHERE rowferry_dst.`id` = `d`.`src`.`id`) LOCK IN SHARE MODE"
+        );
+    }
+}
