@@ -1,9 +1,11 @@
-//! Shared test harness: a uniquely named schema per test on the real
-//! PostgreSQL (ROWFERRY_TEST_PG), dropped afterwards, and helpers to run the
-//! real rowferry binary. A server that cannot be reached fails the test.
+//! Shared test harness: a uniquely named schema (PostgreSQL,
+//! ROWFERRY_TEST_PG) or database (MariaDB/MySQL, ROWFERRY_TEST_MYSQL) per
+//! test, dropped afterwards, and helpers to run the real rowferry binary.
+//! A server that cannot be reached fails the test.
 
 #![allow(dead_code)]
 
+use mysql_async::prelude::Queryable;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -14,6 +16,11 @@ use tokio_postgres::{Client, NoTls};
 pub fn pg_url() -> String {
     std::env::var("ROWFERRY_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn mysql_url() -> String {
+    std::env::var("ROWFERRY_TEST_MYSQL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 pub async fn connect() -> Client {
@@ -27,59 +34,121 @@ pub async fn connect() -> Client {
     client
 }
 
+pub async fn connect_mysql() -> mysql_async::Conn {
+    let url = mysql_url();
+    let opts = mysql_async::Opts::from_url(&url).expect("ROWFERRY_TEST_MYSQL is a mysql:// URL");
+    mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
+        panic!("MariaDB/MySQL at {url} is unreachable ({e}); start it with scripts/services.sh")
+    })
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A schema of the test's own, and a temp directory for its files.
+enum Conn {
+    Pg(Client),
+    My(tokio::sync::Mutex<mysql_async::Conn>),
+}
+
+/// A schema (database, on MySQL) of the test's own, and a temp directory
+/// for its files.
 pub struct TestDb {
-    pub client: Client,
+    conn: Conn,
     pub schema: String,
     pub dir: PathBuf,
 }
 
+fn unique_name(name: &str) -> String {
+    format!(
+        "rf_{name}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl TestDb {
+    /// On PostgreSQL.
     pub async fn new(name: &str) -> TestDb {
         let client = connect().await;
-        let schema = format!(
-            "rf_{name}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let schema = unique_name(name);
         client
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
             ))
             .await
             .expect("create test schema");
+        TestDb::with(Conn::Pg(client), schema)
+    }
+
+    /// On MariaDB/MySQL.
+    pub async fn mysql(name: &str) -> TestDb {
+        let mut conn = connect_mysql().await;
+        let schema = unique_name(name);
+        conn.query_drop(format!(
+            "DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema} CHARACTER SET utf8mb4; \
+             SET SESSION group_concat_max_len = 1073741824, time_zone = '+00:00'"
+        ))
+        .await
+        .expect("create test database");
+        TestDb::with(Conn::My(tokio::sync::Mutex::new(conn)), schema)
+    }
+
+    fn with(conn: Conn, schema: String) -> TestDb {
         let dir = std::env::temp_dir().join(&schema);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        TestDb {
-            client,
-            schema,
-            dir,
+        TestDb { conn, schema, dir }
+    }
+
+    pub fn url(&self) -> String {
+        match self.conn {
+            Conn::Pg(_) => pg_url(),
+            Conn::My(_) => mysql_url(),
         }
     }
 
-    /// Run SQL with `{s}` replaced by this test's schema.
+    /// Run SQL (several statements are fine) with `{s}` replaced by this
+    /// test's schema.
     pub async fn exec(&self, sql: &str) {
         let sql = sql.replace("{s}", &self.schema);
-        self.client
-            .batch_execute(&sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let result = match &self.conn {
+            Conn::Pg(c) => c.batch_execute(&sql).await.map_err(|e| format!("{e:?}")),
+            Conn::My(c) => c
+                .lock()
+                .await
+                .query_drop(&sql)
+                .await
+                .map_err(|e| format!("{e:?}")),
+        };
+        result.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// The first column of the first row, as text ("" for NULL).
     pub async fn scalar(&self, sql: &str) -> String {
         let sql = sql.replace("{s}", &self.schema);
-        let row = self
-            .client
-            .query_one(&sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        row.get::<_, Option<String>>(0).unwrap_or_default()
+        let result = match &self.conn {
+            Conn::Pg(c) => c
+                .query_one(&sql, &[])
+                .await
+                .map(|row| row.get::<_, Option<String>>(0))
+                .map_err(|e| format!("{e:?}")),
+            Conn::My(c) => c
+                .lock()
+                .await
+                .query_first::<Option<String>, _>(&sql)
+                .await
+                .map(Option::flatten)
+                .map_err(|e| format!("{e:?}")),
+        };
+        result
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_default()
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        self.scalar(&format!("SELECT count(*)::text FROM {{s}}.{table}"))
+        let cast = match self.conn {
+            Conn::Pg(_) => "count(*)::text",
+            Conn::My(_) => "CAST(COUNT(*) AS CHAR)",
+        };
+        self.scalar(&format!("SELECT {cast} FROM {{s}}.{table}"))
             .await
             .parse()
             .expect("count")
@@ -88,11 +157,25 @@ impl TestDb {
     /// Row count and md5 of every row's text form over `cols`, in key order:
     /// equal checksums mean the same rows with the same values.
     pub async fn checksum(&self, table: &str, cols: &str, order: &str) -> String {
-        self.scalar(&format!(
-            "SELECT count(*)::text || ':' || coalesce(md5(string_agg(row({cols})::text, '|' ORDER BY {order})), '') \
-             FROM {{s}}.{table}"
-        ))
-        .await
+        let sql = match self.conn {
+            Conn::Pg(_) => format!(
+                "SELECT count(*)::text || ':' || coalesce(md5(string_agg(row({cols})::text, '|' ORDER BY {order})), '') \
+                 FROM {{s}}.{table}"
+            ),
+            // NULLs spelled out: CONCAT_WS would skip them.
+            Conn::My(_) => {
+                let cols: Vec<String> = cols
+                    .split(", ")
+                    .map(|c| format!("COALESCE(HEX({c}), 'NULL')"))
+                    .collect();
+                format!(
+                    "SELECT CONCAT(COUNT(*), ':', COALESCE(MD5(GROUP_CONCAT(CONCAT_WS('|', {}) ORDER BY {order} \
+                     SEPARATOR '\\n')), '')) FROM {{s}}.{table}",
+                    cols.join(", ")
+                )
+            }
+        };
+        self.scalar(&sql).await
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -106,7 +189,7 @@ impl TestDb {
     /// Arguments of a copy from `src` to `dst` in this schema, with a
     /// checkpoint file of the test's own.
     pub fn copy_args(&self, src: &str, dst: &str) -> Vec<String> {
-        let mut args: Vec<String> = vec!["copy".into(), "--source".into(), pg_url()];
+        let mut args: Vec<String> = vec!["copy".into(), "--source".into(), self.url()];
         args.extend([
             "--table".into(),
             self.q(src),
@@ -122,26 +205,33 @@ impl TestDb {
 
     /// Drop the schema and files, and check that nothing is left.
     pub async fn cleanup(mut self) {
-        self.client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
-            .await
-            .expect("drop test schema");
-        let left = self
-            .client
-            .query_one(
-                "SELECT count(*) FROM pg_namespace WHERE nspname = $1",
-                &[&self.schema],
-            )
-            .await
-            .expect("look for the schema");
-        assert_eq!(
-            left.get::<_, i64>(0),
-            0,
-            "schema {} left behind",
-            self.schema
-        );
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let schema = std::mem::take(&mut self.schema);
+        let left = match &self.conn {
+            Conn::Pg(_) => "SELECT count(*)::text FROM pg_namespace WHERE nspname = '{s}'",
+            Conn::My(_) => {
+                "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{s}'"
+            }
+        };
+        drop_schema(&self.conn, &schema).await;
+        self.schema = schema.clone();
+        assert_eq!(self.scalar(left).await, "0", "schema {schema} left behind");
         self.schema.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn drop_schema(conn: &Conn, schema: &str) {
+    match conn {
+        Conn::Pg(c) => c
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .expect("drop test schema"),
+        Conn::My(c) => c
+            .lock()
+            .await
+            .query_drop(format!("DROP DATABASE IF EXISTS {schema}"))
+            .await
+            .expect("drop test database"),
     }
 }
 
@@ -152,6 +242,7 @@ impl Drop for TestDb {
             return;
         }
         let schema = std::mem::take(&mut self.schema);
+        let mysql = matches!(self.conn, Conn::My(_));
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -159,12 +250,13 @@ impl Drop for TestDb {
                 .build()
                 .ok()?;
             rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&pg_url(), NoTls).await.ok()?;
-                tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                    .await
-                    .ok()
+                let conn = if mysql {
+                    Conn::My(tokio::sync::Mutex::new(connect_mysql().await))
+                } else {
+                    Conn::Pg(connect().await)
+                };
+                drop_schema(&conn, &schema).await;
+                Some(())
             })
         })
         .join();
