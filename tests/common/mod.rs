@@ -162,18 +162,12 @@ impl TestDb {
                 "SELECT count(*)::text || ':' || coalesce(md5(string_agg(row({cols})::text, '|' ORDER BY {order})), '') \
                  FROM {{s}}.{table}"
             ),
-            // NULLs spelled out: CONCAT_WS would skip them.
-            Conn::My(_) => {
-                let cols: Vec<String> = cols
-                    .split(", ")
-                    .map(|c| format!("COALESCE(HEX({c}), 'NULL')"))
-                    .collect();
-                format!(
-                    "SELECT CONCAT(COUNT(*), ':', COALESCE(MD5(GROUP_CONCAT(CONCAT_WS('|', {}) ORDER BY {order} \
-                     SEPARATOR '\\n')), '')) FROM {{s}}.{table}",
-                    cols.join(", ")
-                )
-            }
+            // JSON_ARRAY keeps NULLs apart from any string (CONCAT_WS
+            // would skip them). Pass binary columns through HEX().
+            Conn::My(_) => format!(
+                "SELECT CONCAT(COUNT(*), ':', COALESCE(MD5(GROUP_CONCAT(JSON_ARRAY({cols}) ORDER BY {order} \
+                 SEPARATOR '\\n')), '')) FROM {{s}}.{table}"
+            ),
         };
         self.scalar(&sql).await
     }
