@@ -17,14 +17,26 @@
 # under /usr/bin/time -v for wall time and peak resident memory; after every
 # run the row counts of both tables must match, or the script fails.
 #
+#   bash scripts/bench.sh mysql                 # the same on MariaDB/MySQL, plus
+#                                               # pt-online-schema-change if installable
+#
 # Environment: ROWFERRY_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test),
+# ROWFERRY_BENCH_MYSQL (default mysql://root@127.0.0.1:3306/test),
 # ROWS (2000000), ROUNDS (2), KEEP=1 keeps schema rowferry_bench afterwards.
 set -euo pipefail
 export LC_ALL=C # "." as the decimal point in $EPOCHREALTIME, awk and printf
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-URL=${ROWFERRY_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test}
+ENGINE=${1:-postgres}
+case $ENGINE in
+postgres) URL=${ROWFERRY_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test} ;;
+mysql) URL=${ROWFERRY_BENCH_MYSQL:-mysql://root@127.0.0.1:3306/test} ;;
+*)
+    echo "usage: scripts/bench.sh [postgres|mysql]" >&2
+    exit 2
+    ;;
+esac
 ROWS=${ROWS:-2000000}
 ROUNDS=${ROUNDS:-2}
 SCHEMA=rowferry_bench
@@ -39,7 +51,28 @@ die() {
 }
 have() { command -v "$1" >/dev/null 2>&1; }
 redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
-sql() { psql -w -X -A -t -q -v ON_ERROR_STOP=1 -d "$URL" -c "$1"; }
+if [[ $ENGINE == mysql ]]; then
+    # mysql://user[:password]@host[:port]/db
+    [[ $URL =~ ^mysql://([^:@/]+)(:([^@]*))?@([^:/]+)(:([0-9]+))?(/.*)?$ ]] ||
+        die "ROWFERRY_BENCH_MYSQL must look like mysql://user:password@host:3306/db"
+    MY_USER=${BASH_REMATCH[1]} MY_HOST=${BASH_REMATCH[4]} MY_PORT=${BASH_REMATCH[6]:-3306}
+    MY_ARGS=(-h "$MY_HOST" -P "$MY_PORT" -u "$MY_USER")
+    export MYSQL_PWD=${BASH_REMATCH[3]} # keeps the password off the command line
+    sql() { mariadb "${MY_ARGS[@]}" -N -B -e "$1"; }
+    drop_schema() { sql "DROP DATABASE IF EXISTS $SCHEMA"; }
+    load_fixture() {
+        sql "CREATE DATABASE IF NOT EXISTS $SCHEMA"
+        { echo "SET @rows = $ROWS;"; cat fixtures/orders_mysql.sql; } | mariadb "${MY_ARGS[@]}" "$SCHEMA" >/dev/null
+    }
+    server_version() { sql 'SELECT VERSION()'; }
+else
+    sql() { psql -w -X -A -t -q -F ' ' -v ON_ERROR_STOP=1 -d "$URL" -c "$1"; }
+    drop_schema() { sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE"; }
+    load_fixture() {
+        psql -w -X -q -v ON_ERROR_STOP=1 -v schema="$SCHEMA" -v rows="$ROWS" -d "$URL" -f fixtures/orders_pg.sql
+    }
+    server_version() { echo "PostgreSQL $(sql 'SHOW server_version')"; }
+fi
 
 [[ $ROWS =~ ^[0-9]+$ && $ROWS -gt 0 ]] || die "ROWS must be a positive integer (got '$ROWS')"
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -gt 0 ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
@@ -49,7 +82,7 @@ cleanup() {
     if [[ ${KEEP:-0} == 1 ]]; then
         say "KEEP=1: schema $SCHEMA and $CKPT left in place"
     else
-        sql "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+        drop_schema >/dev/null 2>&1 || true
         rm -f "$CKPT"
     fi
 }
@@ -65,9 +98,13 @@ if [[ ! -x /usr/bin/time ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
 fi
-have psql || die "psql is needed (apt-get install postgresql-client)"
+if [[ $ENGINE == mysql ]]; then
+    have mariadb || die "the mariadb client is needed (apt-get install mariadb-client)"
+else
+    have psql || die "psql is needed (apt-get install postgresql-client)"
+fi
 have cargo || die "cargo is needed to build rowferry (https://rustup.rs)"
-sql 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL") (set ROWFERRY_BENCH_PG, or run scripts/services.sh)"
+sql 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL") (set ROWFERRY_BENCH_PG / ROWFERRY_BENCH_MYSQL, or run scripts/services.sh)"
 
 say "building rowferry (cargo build --release)"
 cargo build --release
@@ -76,10 +113,21 @@ say "in-process parts (criterion: chunk sizing, ledger, checkpoint fsync, SQL ge
 cargo bench --bench inprocess -- --warm-up-time 1 --measurement-time 2 2>/dev/null |
     awk '/^[a-z_0-9]+ *time:/ { print "    " $0 } /^[a-z_0-9]+$/ { name = $1 } /^ +time:/ { print "    " name $0 }'
 
-say "loading $ROWS rows into $SCHEMA.orders (fixtures/orders_pg.sql)"
+say "loading $ROWS rows into $SCHEMA.orders (fixtures/orders_$([[ $ENGINE == mysql ]] && echo mysql || echo pg).sql)"
 t0=$EPOCHREALTIME
-psql -w -X -q -v ON_ERROR_STOP=1 -v schema="$SCHEMA" -v rows="$ROWS" -d "$URL" -f fixtures/orders_pg.sql
+load_fixture
 say "loaded in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
+
+# pt-online-schema-change, the reference online copier on MySQL, where it can
+# be had (Debian's percona-toolkit).
+PT_OSC=0
+if [[ $ENGINE == mysql ]]; then
+    if ! have pt-online-schema-change && [[ $(id -u) -eq 0 ]] && have apt-get; then
+        say "installing percona-toolkit (apt-get) for the pt-online-schema-change comparison"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q percona-toolkit >/dev/null 2>&1 || true
+    fi
+    if have pt-online-schema-change; then PT_OSC=1; else say "pt-online-schema-change unavailable: not compared"; fi
+fi
 
 # ------------------------------------------------------------------ runs
 RESULTS=$WORK/results # lines: mode round seconds rss_kb ("-" when not measured)
@@ -88,7 +136,7 @@ truncate_copy() { sql "TRUNCATE $SCHEMA.orders_copy" >/dev/null; }
 
 check_counts() {
     local counts src dst
-    counts=$(sql "SELECT (SELECT count(*) FROM $SCHEMA.orders) || ' ' || (SELECT count(*) FROM $SCHEMA.orders_copy)")
+    counts=$(sql "SELECT (SELECT count(*) FROM $SCHEMA.orders), (SELECT count(*) FROM $SCHEMA.orders_copy)")
     read -r src dst <<<"$counts"
     [[ $src == "$dst" ]] || die "$1: orders has $src rows but orders_copy has $dst"
 }
@@ -111,7 +159,7 @@ run_baseline() {
 run_two_halves() {
     local round=$1 t0 secs mid
     truncate_copy
-    mid=$(sql "SELECT id FROM $SCHEMA.orders ORDER BY id OFFSET (SELECT count(*) / 2 FROM $SCHEMA.orders) LIMIT 1")
+    mid=$(sql "SELECT id FROM $SCHEMA.orders ORDER BY id LIMIT 1 OFFSET $((ROWS / 2))")
     t0=$EPOCHREALTIME
     sql "INSERT INTO $SCHEMA.orders_copy SELECT * FROM $SCHEMA.orders WHERE id <= $mid" >/dev/null &
     sql "INSERT INTO $SCHEMA.orders_copy SELECT * FROM $SCHEMA.orders WHERE id > $mid" >/dev/null
@@ -120,6 +168,23 @@ run_two_halves() {
     check_counts "two-halves"
     echo "two-halves $round $secs -" >>"$RESULTS"
     say "round $round  two-halves    ${secs}s"
+}
+
+# pt-osc rebuilds orders itself (a no-op ALTER copies every row through
+# its chunked INSERT ... SELECT, with its triggers installed).
+run_pt_osc() {
+    local round=$1 t0 secs dsn="h=$MY_HOST,P=$MY_PORT,u=$MY_USER,D=$SCHEMA,t=orders"
+    [[ -n $MYSQL_PWD ]] && dsn+=",p=$MYSQL_PWD"
+    t0=$EPOCHREALTIME
+    if ! pt-online-schema-change --alter "ENGINE=InnoDB" --execute --recursion-method=none \
+        --charset utf8mb4 "$dsn" >"$WORK/pt-osc.log" 2>&1; then
+        sed "s/$MYSQL_PWD/***/g" "$WORK/pt-osc.log" >&2
+        die "pt-online-schema-change failed"
+    fi
+    secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+    [[ $(sql "SELECT count(*) FROM $SCHEMA.orders") == "$ROWS" ]] || die "pt-osc changed the row count"
+    echo "pt-osc $round $secs -" >>"$RESULTS"
+    say "round $round  pt-osc        ${secs}s"
 }
 
 run_rowferry() {
@@ -155,6 +220,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     run_two_halves "$round"
     run_rowferry 2 "$round"
     run_rowferry 4 "$round"
+    if ((PT_OSC)); then run_pt_osc "$round"; fi
 done
 
 # ------------------------------------------------------------------ report
@@ -172,8 +238,8 @@ row() { # mode round seconds rss_kb
 }
 
 echo
-printf 'rowferry copy benchmark: %s rows, %s, %s CPU(s), PostgreSQL %s\n' \
-    "$ROWS" "$(redact "$URL")" "$(nproc)" "$(sql 'SHOW server_version')"
+printf 'rowferry copy benchmark: %s rows, %s, %s CPU(s), %s\n' \
+    "$ROWS" "$(redact "$URL")" "$(nproc)" "$(server_version)"
 printf '(speedup: rows/s divided by the median baseline rows/s; 2.00x = twice as fast as one INSERT ... SELECT)\n\n'
 printf '%-13s %5s %9s %12s %13s %11s\n' mode round seconds rows/s speedup "peak RSS MB"
 while read -r mode round secs rss; do
@@ -181,8 +247,15 @@ while read -r mode round secs rss; do
 done <"$RESULTS"
 echo
 printf '%-13s %5s %9s %12s %13s %11s\n' median "" seconds rows/s speedup "peak RSS MB"
-for mode in baseline two-halves rowferry-w2 rowferry-w4; do
+for mode in baseline two-halves rowferry-w2 rowferry-w4 $( ((PT_OSC)) && echo pt-osc); do
     secs=$(awk -v m="$mode" '$1 == m { print $3 }' "$RESULTS" | median)
     rss=$(awk -v m="$mode" '$1 == m && $4 != "-" { print $4 }' "$RESULTS" | median)
     row "$mode" "" "$secs" "$rss"
 done
+if ((PT_OSC)); then
+    pt=$(awk '$1 == "pt-osc" { print $3 }' "$RESULTS" | median)
+    for mode in rowferry-w2 rowferry-w4; do
+        secs=$(awk -v m="$mode" '$1 == m { print $3 }' "$RESULTS" | median)
+        awk -v m="$mode" -v s="$secs" -v p="$pt" 'BEGIN { printf "%s throughput over pt-online-schema-change: %.2fx\n", m, p / s }'
+    done
+fi

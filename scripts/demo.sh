@@ -2,6 +2,7 @@
 # scripts/demo.sh - see rowferry survive an interruption, in about a minute.
 #
 #   bash scripts/demo.sh                 # or: DATABASE_URL=postgres://... bash scripts/demo.sh
+#   DATABASE_URL=mysql://root@127.0.0.1:3306/test bash scripts/demo.sh   # MariaDB/MySQL
 #
 # 1. finds a PostgreSQL: $DATABASE_URL if set; else the local server at
 #    127.0.0.1:5432 if it is up and lets postgres in; else a throwaway
@@ -137,9 +138,25 @@ cleanup() {
 trap cleanup EXIT
 
 # ------------------------------------------------------ 1. a database
-have psql || apt_install postgresql-client || die "psql is needed for the demo (apt-get install postgresql-client)"
+MYSQL=0
+if [[ ${DATABASE_URL:-} == mysql://* || ${DATABASE_URL:-} == mariadb://* ]]; then
+    # MariaDB/MySQL: mysql://user[:password]@host[:port]/db
+    MYSQL=1
+    URL=$DATABASE_URL
+    [[ $URL =~ ^(mysql|mariadb)://([^:@/]+)(:([^@]*))?@([^:/]+)(:([0-9]+))?(/.*)?$ ]] ||
+        die "DATABASE_URL must look like mysql://user:password@host:3306/db"
+    MY_ARGS=(-h "${BASH_REMATCH[5]}" -P "${BASH_REMATCH[7]:-3306}" -u "${BASH_REMATCH[2]}")
+    export MYSQL_PWD=${BASH_REMATCH[4]} # keeps the password off the command line
+    have mariadb || apt_install mariadb-client || die "the mariadb client is needed for the demo (apt-get install mariadb-client)"
+    say "using DATABASE_URL ($(redact "$URL"))"
+    mariadb "${MY_ARGS[@]}" -e 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL")"
+else
+    have psql || apt_install postgresql-client || die "psql is needed for the demo (apt-get install postgresql-client)"
+fi
 
-if [[ -n ${DATABASE_URL:-} ]]; then
+if ((MYSQL)); then
+    :
+elif [[ -n ${DATABASE_URL:-} ]]; then
     URL=$DATABASE_URL
     say "using DATABASE_URL ($(redact "$URL"))"
 elif have pg_isready && pg_isready -q -h 127.0.0.1 -p 5432 -t 3 &&
@@ -149,7 +166,7 @@ elif have pg_isready && pg_isready -q -h 127.0.0.1 -p 5432 -t 3 &&
 else
     start_throwaway_cluster
 fi
-psql -w -X -q -d "$URL" -c 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL")"
+((MYSQL)) || psql -w -X -q -d "$URL" -c 'SELECT 1' >/dev/null || die "cannot connect to $(redact "$URL")"
 
 # ------------------------------------------------------ 2. build and load
 have cargo || die "cargo is needed to build rowferry (https://rustup.rs)"
@@ -157,7 +174,12 @@ say "building rowferry (cargo build --release)"
 cargo build --release
 
 say "loading $ROWS rows into $SCHEMA.orders; $SCHEMA.orders_copy is an empty twin"
-psql -w -X -q -v ON_ERROR_STOP=1 -v schema="$SCHEMA" -v rows="$ROWS" -d "$URL" -f fixtures/orders_pg.sql
+if ((MYSQL)); then
+    mariadb "${MY_ARGS[@]}" -e "CREATE DATABASE IF NOT EXISTS $SCHEMA"
+    { echo "SET @rows = $ROWS;"; cat fixtures/orders_mysql.sql; } | mariadb "${MY_ARGS[@]}" "$SCHEMA" >/dev/null
+else
+    psql -w -X -q -v ON_ERROR_STOP=1 -v schema="$SCHEMA" -v rows="$ROWS" -d "$URL" -f fixtures/orders_pg.sql
+fi
 
 COPY=("$BIN" copy --source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_copy"
     --checkpoint "$CKPT")
@@ -200,6 +222,13 @@ rc=0
 # ------------------------------------------------------ 5. proof
 say "comparing the tables: row count and md5 over every row in key order"
 check() {
+    if ((MYSQL)); then
+        mariadb "${MY_ARGS[@]}" -N -B -e "SET SESSION group_concat_max_len = 1073741824;
+            SELECT CONCAT(COUNT(*), ' rows, md5 ', COALESCE(MD5(GROUP_CONCAT(
+                JSON_ARRAY(id, customer_id, status, amount, created_at, note) ORDER BY id SEPARATOR ',')), '-'))
+            FROM $SCHEMA.$1"
+        return
+    fi
     psql -w -X -A -t -q -v ON_ERROR_STOP=1 -d "$URL" -c \
         "SELECT count(*) || ' rows, md5 ' || coalesce(md5(string_agg(o::text, ',' ORDER BY id)), '-')
            FROM $SCHEMA.$1 AS o"
@@ -209,7 +238,11 @@ DST=$(check orders_copy)
 printf '    %-12s %s\n    %-12s %s\n' orders "$SRC" orders_copy "$DST"
 if [[ $SRC == "$DST" ]]; then
     say "EQUAL"
-    printf '    (the demo tables stay in schema %s; remove them with DROP SCHEMA %s CASCADE)\n' "$SCHEMA" "$SCHEMA"
+    if ((MYSQL)); then
+        printf '    (the demo tables stay in database %s; remove them with DROP DATABASE %s)\n' "$SCHEMA" "$SCHEMA"
+    else
+        printf '    (the demo tables stay in schema %s; remove them with DROP SCHEMA %s CASCADE)\n' "$SCHEMA" "$SCHEMA"
+    fi
 else
     say "DIFFERENT"
     exit 1

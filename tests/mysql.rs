@@ -488,3 +488,66 @@ async fn wrong_password_and_unknown_database_are_named_without_the_password() {
     refused(&db, args, "check that the server is running").await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_wait_timeouts_are_retried_and_plan_writes_nothing() {
+    use mysql_async::prelude::Queryable;
+    let db = TestDb::mysql("my_retry").await;
+    orders(&db, 500).await;
+    let mut plan = with(db.copy_args("src", "dst"), &["--chunk-rows", "100"]);
+    plan[0] = "plan".into();
+    let out = run(&plan);
+    expect_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("chunk 2:     (200, 400]"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("INSERT INTO `{}`.`dst`", db.schema)),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(db.count("dst").await, 0);
+
+    // Another session inserts one of the rows and keeps its transaction
+    // open: the copy's insert of that key waits, times out (1205), retries.
+    let mut blocker = connect_mysql().await;
+    blocker
+        .query_drop("START TRANSACTION")
+        .await
+        .expect("begin");
+    blocker
+        .query_drop(format!(
+            "INSERT INTO {0}.dst SELECT * FROM {0}.src WHERE id = 400",
+            db.schema
+        ))
+        .await
+        .expect("blocking insert");
+    let args = with(
+        db.copy_args("src", "dst"),
+        &[
+            "--lock-timeout",
+            "1s",
+            "--progress",
+            "none",
+            "--json",
+            "--workers",
+            "1",
+        ],
+    );
+    let child = bin()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    blocker.query_drop("COMMIT").await.expect("commit");
+    let out = child.wait_with_output().expect("wait");
+    expect_exit(&out, 0);
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("summary");
+    assert!(summary["retries"].as_u64() >= Some(1), "{summary}");
+    assert_same(&db, "id, customer, note", "id").await;
+    db.cleanup().await;
+}
