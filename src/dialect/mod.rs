@@ -67,6 +67,13 @@ pub trait Dialect: Send + Sync {
     fn estimate_sql(&self) -> &'static str;
     /// (lock name) -> ("true" when this session now holds the job's lock)
     fn try_job_lock_sql(&self) -> &'static str;
+
+    /// Why `column` cannot bound chunks on this engine, if it cannot: a
+    /// key whose text form is not exact would lose the rows past a
+    /// rounded bound.
+    fn unusable_key_reason(&self, _column: &Column) -> Option<&'static str> {
+        None
+    }
 }
 
 /// `(a, b) > (x, y)` spelled without row values:

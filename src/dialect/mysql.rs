@@ -17,6 +17,10 @@ enum KeyForm {
     Cast(String),
     /// Bytes: hex out, UNHEX in.
     Binary,
+    /// ENUM and SET sort by their index, not their text: cross as the index.
+    Ordinal,
+    /// Floating point: MySQL prints it rounded, so no exact text exists.
+    Inexact,
     /// Strings: the column's collation decides comparisons (a parameter's
     /// coercibility is weaker than a column's).
     Text,
@@ -38,7 +42,8 @@ fn key_form(column: &Column) -> KeyForm {
         "datetime" | "timestamp" => KeyForm::Cast(format!("DATETIME{}", modifiers.unwrap_or(""))),
         "time" => KeyForm::Cast(format!("TIME{}", modifiers.unwrap_or(""))),
         "date" => KeyForm::Cast("DATE".into()),
-        "float" | "double" | "real" => KeyForm::Cast("DOUBLE".into()),
+        "float" | "double" | "real" => KeyForm::Inexact,
+        "enum" | "set" => KeyForm::Ordinal,
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => KeyForm::Binary,
         _ => KeyForm::Text,
     }
@@ -60,11 +65,13 @@ impl Dialect for Mysql {
     fn key_param(&self, n: usize, column: &Column) -> String {
         let p = self.placeholder(n);
         match key_form(column) {
-            KeyForm::Integer { unsigned: true } => format!("CAST({p} AS UNSIGNED)"),
+            KeyForm::Integer { unsigned: true } | KeyForm::Ordinal => {
+                format!("CAST({p} AS UNSIGNED)")
+            }
             KeyForm::Integer { unsigned: false } => format!("CAST({p} AS SIGNED)"),
             KeyForm::Cast(ty) => format!("CAST({p} AS {ty})"),
             KeyForm::Binary => format!("UNHEX({p})"),
-            KeyForm::Text => p,
+            KeyForm::Text | KeyForm::Inexact => p,
         }
     }
 
@@ -72,11 +79,18 @@ impl Dialect for Mysql {
         let col = self.quote_ident(&column.name);
         match key_form(column) {
             KeyForm::Binary => format!("HEX({col})"),
+            KeyForm::Ordinal => format!("CAST({col} + 0 AS CHAR)"),
             KeyForm::Integer { .. } if column.data_type.to_ascii_lowercase().starts_with("bit") => {
                 format!("CAST({col} AS UNSIGNED)")
             }
             _ => format!("CAST({col} AS CHAR)"),
         }
+    }
+
+    fn unusable_key_reason(&self, column: &Column) -> Option<&'static str> {
+        matches!(key_form(column), KeyForm::Inexact).then_some(
+            "MySQL prints floating-point values rounded, so a chunk bound would not be exact",
+        )
     }
 
     fn tuple_compare(&self, lhs: &[String], op: &str, rhs: &[String]) -> String {
@@ -201,6 +215,21 @@ mod tests {
             ]
         );
         assert_eq!(Mysql.key_text(&k.columns[3]), "HEX(`u`)");
+        let status = key(&[("status", "enum('new','paid')")]);
+        assert_eq!(
+            Mysql.key_text(&status.columns[0]),
+            "CAST(`status` + 0 AS CHAR)"
+        );
+        assert_eq!(
+            Mysql.key_param(1, &status.columns[0]),
+            "CAST(:p1 AS UNSIGNED)"
+        );
+        assert!(
+            Mysql
+                .unusable_key_reason(&key(&[("f", "double")]).columns[0])
+                .is_some()
+        );
+        assert!(Mysql.unusable_key_reason(&k.columns[1]).is_none());
         assert_eq!(Mysql.key_text(&k.columns[0]), "CAST(`i` AS CHAR)");
     }
 

@@ -90,6 +90,17 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         )));
     }
     let key = Key::resolve(&source, spec.key.as_deref())?;
+    for column in &key.columns {
+        if let Some(reason) = d.unusable_key_reason(column) {
+            return Err(Error::input(format!(
+                "key column {} of {} ({}) cannot bound chunks: {reason}. Pass --key with \
+                 another NOT NULL unique key",
+                column.name,
+                source.display_name(),
+                column.data_type
+            )));
+        }
+    }
     let resolved = resolve_columns(d, &source, &target, &spec.maps, &key)?;
     let copy = CopyStatement {
         source: d.qualified(&source.schema, &source.name),
