@@ -577,3 +577,86 @@ async fn enum_keys_follow_their_index_order_and_float_keys_are_refused() {
     );
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_pooled_session_has_the_settings_and_none_leaks_a_change() {
+    // The pool resets a connection it gets back (or opens a new one): either
+    // way the settings must be there, or a session copies in the server's
+    // time zone, with long lock waits and without NO_AUTO_VALUE_ON_ZERO.
+    let url = rowferry::url::DbUrl::parse(&mysql_url()).expect("URL");
+    let settings = rowferry::db::SessionSettings {
+        pool_size: 1,
+        lock_timeout: std::time::Duration::from_secs(3),
+        statement_timeout: std::time::Duration::from_secs(60),
+    };
+    let db = rowferry::db::connect(&url, &settings)
+        .await
+        .expect("connect");
+    for round in 0..3 {
+        let mut session = db.session().await.expect("session");
+        let rows = session
+            .query(
+                "SELECT @@time_zone, @@sql_mode, @@tx_isolation, CAST(@@innodb_lock_wait_timeout AS CHAR), @@lc_messages",
+                &[],
+            )
+            .await
+            .expect("settings");
+        let row: Vec<String> = rows[0]
+            .iter()
+            .map(|v| v.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(row[0], "+00:00", "round {round}: {row:?}");
+        assert!(
+            row[1].contains("STRICT_ALL_TABLES") && row[1].contains("NO_AUTO_VALUE_ON_ZERO"),
+            "{row:?}"
+        );
+        assert_eq!(row[2], "READ-COMMITTED", "round {round}: {row:?}");
+        assert_eq!(row[3], "3", "round {round}: {row:?}");
+        assert_eq!(row[4], "en_US", "round {round}: {row:?}");
+        // Change the session as a careless statement might; the pool's
+        // reset and setup must undo it for the next user.
+        session
+            .query("SET time_zone = '+05:00'", &[])
+            .await
+            .expect("change the session");
+        drop(session);
+        // Returning a connection to the pool happens in the background.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_dates_and_tricky_map_text_copy_exactly() {
+    let db = TestDb::mysql("my_zero").await;
+    db.exec(
+        "SET SESSION sql_mode = '';
+         CREATE TABLE {s}.src (id int PRIMARY KEY, d datetime NOT NULL, gross int NOT NULL, tax int NOT NULL);
+         INSERT INTO {s}.src SELECT seq, IF(seq % 3 = 0, '0000-00-00 00:00:00', '2024-01-02 03:04:05'), seq * 10, seq FROM seq_1_to_300;
+         CREATE TABLE {s}.dst (id int PRIMARY KEY, d datetime NOT NULL, net int NOT NULL, note varchar(20));",
+    )
+    .await;
+    // A backquote right after `-`, a quoted ':p1' and a comment in --map.
+    copy(
+        &db,
+        "src",
+        "dst",
+        40,
+        &[
+            "--map",
+            "net=`gross`-`tax`",
+            "--map",
+            "note=CONCAT(':p1', '-', id) /* :p2 */",
+        ],
+    );
+    assert_eq!(
+        db.checksum("src", "id, d, gross - tax, CONCAT(':p1-', id)", "id")
+            .await,
+        db.checksum("dst", "id, d, net, note", "id").await
+    );
+    assert_eq!(
+        db.scalar("SELECT CAST(COUNT(*) AS CHAR) FROM {s}.dst WHERE d = '0000-00-00 00:00:00'")
+            .await,
+        "100"
+    );
+    db.cleanup().await;
+}

@@ -9,7 +9,6 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{
     Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, TxOpts, Value,
 };
-use std::collections::HashMap;
 
 pub struct MyDatabase {
     pool: Pool,
@@ -22,7 +21,12 @@ impl MyDatabase {
     /// the statement timeout differently), then build the pool.
     pub async fn connect(url: &DbUrl, settings: &SessionSettings) -> Result<Self> {
         let password = url.password().map(String::from);
-        let base = Opts::from_url(url.secret_str()).map_err(|e| {
+        // mysql_async knows only the mysql:// scheme.
+        let text = url.secret_str();
+        let text = text
+            .strip_prefix("mariadb://")
+            .map_or(text.to_string(), |rest| format!("mysql://{rest}"));
+        let base = Opts::from_url(&text).map_err(|e| {
             Error::input(format!(
                 "cannot use connection URL {url}: {}. Expected mysql://user:password@host:3306/database",
                 scrub(&e.to_string(), password.as_deref())
@@ -35,11 +39,30 @@ impl MyDatabase {
             .query_first("SELECT VERSION()")
             .await
             .map_err(|e| server_error(&e, password.as_deref()))?;
+        // READ COMMITTED chunks cannot be written to a statement-based
+        // binary log (error 1665 on every chunk): say so now.
+        let binlog: Option<(u8, String)> = probe
+            .query_first("SELECT @@log_bin, @@binlog_format")
+            .await
+            .map_err(|e| server_error(&e, password.as_deref()))?;
         let _ = probe.disconnect().await;
+        if let Some((1, format)) = binlog
+            .as_ref()
+            .filter(|(_, f)| f.eq_ignore_ascii_case("STATEMENT"))
+        {
+            return Err(Error::input(format!(
+                "{url} writes a statement-based binary log (binlog_format={format}), which \
+                 cannot record READ COMMITTED INSERT ... SELECT chunks safely; set \
+                 binlog_format to ROW or MIXED first"
+            )));
+        }
         let mariadb = version.unwrap_or_default().contains("MariaDB");
 
-        // Values cross in exact form (UTC, utf8mb4, strict modes that
-        // refuse to truncate); short lock waits; READ COMMITTED chunks.
+        // Values cross in exact form (UTC, utf8mb4, a strict mode that
+        // refuses to truncate; zero dates stay legal, old tables hold them);
+        // short lock waits; READ COMMITTED chunks; English error messages
+        // (the duplicate key's index is read from them); a lock session
+        // that is not closed for idling through a long job.
         let lock_secs = settings.lock_timeout.as_secs().max(1);
         let statement_timeout = if mariadb {
             format!(
@@ -53,11 +76,12 @@ impl MyDatabase {
                 settings.statement_timeout.as_millis()
             )
         };
-        let init = vec![
+        let setup = vec![
             "SET NAMES utf8mb4".to_string(),
-            "SET time_zone = '+00:00'".into(),
-            "SET sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION,\
-             ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE'"
+            "SET time_zone = '+00:00', lc_messages = 'en_US', wait_timeout = 31536000, \
+             group_concat_max_len = 1048576"
+                .into(),
+            "SET sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'"
                 .into(),
             format!("SET innodb_lock_wait_timeout = {lock_secs}"),
             format!("SET lock_wait_timeout = {lock_secs}"),
@@ -66,8 +90,10 @@ impl MyDatabase {
         ];
         let constraints = PoolConstraints::new(0, settings.pool_size.max(1))
             .ok_or_else(|| Error::fatal("internal: bad pool size"))?;
+        // `setup`, not `init`: the pool resets a connection it gets back,
+        // and only setup commands run again after a reset.
         let opts: Opts = OptsBuilder::from_opts(base)
-            .init(init)
+            .setup(setup)
             .pool_opts(PoolOpts::new().with_constraints(constraints))
             .into();
         Ok(MyDatabase {
@@ -113,30 +139,104 @@ struct MySession {
     password: Option<String>,
 }
 
-/// Parameters are named `p1`, `p2`, ... (see the dialect) and sent as text.
-fn params_of(params: &[String]) -> Params {
-    if params.is_empty() {
-        return Params::Empty;
+/// The dialect numbers parameters (`:p1`, `:p2`, ... : a bound may appear
+/// twice); the server takes positional `?`. Rewrite them, outside quoted
+/// strings, quoted identifiers and comments, repeating each value as often
+/// as it is referenced. (mysql_async's own named-parameter parser misreads
+/// some valid `--map` text, such as a backquote right after `-`.)
+fn positional(sql: &str, params: &[String]) -> (String, Params) {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut values = Vec::new();
+    let mut i = 0;
+    let at = |i: usize| chars.get(i).copied();
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\'' | '"' | '`' => {
+                // Copy the quoted text as is: doubled quotes and (except in
+                // identifiers) backslash escapes stay inside.
+                out.push(c);
+                i += 1;
+                while let Some(d) = at(i) {
+                    out.push(d);
+                    i += 1;
+                    if d == '\\' && c != '`' {
+                        if let Some(e) = at(i) {
+                            out.push(e);
+                            i += 1;
+                        }
+                    } else if d == c {
+                        if at(i) == Some(c) {
+                            out.push(c);
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '-' if at(i + 1) == Some('-') && at(i + 2).is_none_or(char::is_whitespace) => {
+                while let Some(d) = at(i).filter(|d| *d != '\n') {
+                    out.push(d);
+                    i += 1;
+                }
+            }
+            '#' => {
+                while let Some(d) = at(i).filter(|d| *d != '\n') {
+                    out.push(d);
+                    i += 1;
+                }
+            }
+            '/' if at(i + 1) == Some('*') => {
+                out.push_str("/*");
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && at(i + 1) == Some('/')) {
+                    out.push(chars[i]);
+                    i += 1;
+                }
+                if i < chars.len() {
+                    out.push_str("*/");
+                    i += 2;
+                }
+            }
+            ':' if at(i + 1) == Some('p') && at(i + 2).is_some_and(|d| d.is_ascii_digit()) => {
+                let mut j = i + 2;
+                while at(j).is_some_and(|d| d.is_ascii_digit()) {
+                    j += 1;
+                }
+                let n: usize = chars[i + 2..j]
+                    .iter()
+                    .collect::<String>()
+                    .parse()
+                    .unwrap_or(0);
+                out.push('?');
+                if let Some(v) = n.checked_sub(1).and_then(|k| params.get(k)) {
+                    values.push(Value::Bytes(v.clone().into_bytes()));
+                }
+                i = j;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
     }
-    let named: HashMap<Vec<u8>, Value> = params
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            (
-                format!("p{}", i + 1).into_bytes(),
-                Value::Bytes(v.clone().into_bytes()),
-            )
-        })
-        .collect();
-    Params::Named(named)
+    let params = if values.is_empty() {
+        Params::Empty
+    } else {
+        Params::Positional(values)
+    };
+    (out, params)
 }
 
 #[async_trait]
 impl Session for MySession {
     async fn query(&mut self, sql: &str, params: &[String]) -> Result<Vec<Row>> {
+        let (sql, params) = positional(sql, params);
         let rows: Vec<mysql_async::Row> = self
             .conn
-            .exec(sql, params_of(params))
+            .exec(sql, params)
             .await
             .map_err(|e| server_error(&e, self.password.as_deref()))?;
         rows.into_iter()
@@ -147,6 +247,7 @@ impl Session for MySession {
     async fn check(&mut self, sql: &str) -> Result<()> {
         // The server parses the statement and resolves its tables and
         // columns when preparing it; nothing runs.
+        let (sql, _) = positional(sql, &[]);
         self.conn
             .prep(sql)
             .await
@@ -159,10 +260,8 @@ impl Session for MySession {
         let err = |e: mysql_async::Error| server_error(&e, password.as_deref());
         if let [only] = statements {
             // A single statement commits on its own (autocommit).
-            self.conn
-                .exec_drop(only.sql.as_str(), params_of(&only.params))
-                .await
-                .map_err(err)?;
+            let (sql, params) = positional(&only.sql, &only.params);
+            self.conn.exec_drop(sql, params).await.map_err(err)?;
             return Ok(vec![self.conn.affected_rows()]);
         }
         // Dropping the transaction on an error rolls it back.
@@ -173,9 +272,8 @@ impl Session for MySession {
             .map_err(err)?;
         let mut counts = Vec::with_capacity(statements.len());
         for s in statements {
-            txn.exec_drop(s.sql.as_str(), params_of(&s.params))
-                .await
-                .map_err(err)?;
+            let (sql, params) = positional(&s.sql, &s.params);
+            txn.exec_drop(sql, params).await.map_err(err)?;
             counts.push(txn.affected_rows());
         }
         txn.commit().await.map_err(err)?;
@@ -208,8 +306,13 @@ fn server_error(e: &mysql_async::Error, password: Option<&str>) -> Error {
     match e {
         E::Server(se) => {
             // 1213 deadlock, 1205 lock wait timeout, 1040 too many
-            // connections, 1053 server shutdown, 1927 connection killed.
-            let retryable = matches!(se.code, 1213 | 1205 | 1040 | 1053 | 1927);
+            // connections, 1053 server shutdown, 1927 connection killed,
+            // 4031 idle client disconnected, 1020 record changed (MariaDB
+            // snapshot isolation), 1047 Galera node not ready.
+            let retryable = matches!(
+                se.code,
+                1213 | 1205 | 1040 | 1053 | 1927 | 4031 | 1020 | 1047
+            );
             let mut message = format!("{} (error {})", se.message, se.code);
             if matches!(se.code, 1969 | 3024) {
                 message.push_str(
@@ -241,11 +344,11 @@ fn server_error(e: &mysql_async::Error, password: Option<&str>) -> Error {
     }
 }
 
-/// `Duplicate entry 'x' for key 'name'` (MySQL 8 writes `table.name`).
+/// `Duplicate entry 'x' for key 'name'`, as written (MySQL 8 writes
+/// `table.name`; a name may itself hold dots, so nothing is cut here).
 fn duplicate_key_name(message: &str) -> Option<String> {
     let rest = &message[message.rfind("for key '")? + "for key '".len()..];
-    let name = rest.strip_suffix('\'').unwrap_or(rest);
-    Some(name.rsplit('.').next().unwrap_or(name).to_string())
+    Some(rest.strip_suffix('\'').unwrap_or(rest).to_string())
 }
 
 /// A failed connection, told with the fix in mind and never with the
@@ -287,6 +390,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbered_parameters_become_positional_outside_quotes_and_comments() {
+        let params: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let (sql, values) = positional(
+            "SELECT `gross`-`tax` ':p1', \"x:p2\" FROM t -- :p1\nWHERE k > :p1 OR (k = :p1 AND j > :p2) /* :p2 */ AND s = 'it''s :p1 \\' :p2'",
+            &params,
+        );
+        assert_eq!(
+            sql,
+            "SELECT `gross`-`tax` ':p1', \"x:p2\" FROM t -- :p1\nWHERE k > ? OR (k = ? AND j > ?) /* :p2 */ AND s = 'it''s :p1 \\' :p2'"
+        );
+        let bytes = |s: &str| Value::Bytes(s.as_bytes().to_vec());
+        assert_eq!(
+            values,
+            Params::Positional(vec![bytes("a"), bytes("a"), bytes("b")])
+        );
+        assert_eq!(positional("SELECT 1", &[]).1, Params::Empty);
+    }
+
+    #[test]
     fn duplicate_key_names_from_both_servers() {
         assert_eq!(
             duplicate_key_name("Duplicate entry 'a@b' for key 'email_unique'").as_deref(),
@@ -294,7 +416,11 @@ mod tests {
         );
         assert_eq!(
             duplicate_key_name("Duplicate entry '7' for key 'dst.PRIMARY'").as_deref(),
-            Some("PRIMARY")
+            Some("dst.PRIMARY")
+        );
+        assert_eq!(
+            duplicate_key_name("Duplicate entry '1' for key 'idx.e'x'").as_deref(),
+            Some("idx.e'x")
         );
         assert_eq!(duplicate_key_name("something else"), None);
     }

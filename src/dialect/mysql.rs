@@ -136,7 +136,7 @@ impl Dialect for Mysql {
 
     fn columns_sql(&self) -> &'static str {
         "SELECT COLUMN_NAME, COLUMN_TYPE, IF(IS_NULLABLE = 'YES', 'true', 'false'), \
-                IF(EXTRA LIKE '%GENERATED%', 'true', 'false'), 'false' \
+                IF(COALESCE(GENERATION_EXPRESSION, '') <> '', 'true', 'false'), 'false' \
          FROM information_schema.COLUMNS \
          WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
            AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
