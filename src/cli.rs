@@ -3,7 +3,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::ops;
 use crate::progress::ProgressMode;
-use crate::spec::{ColumnMap, CopySpec, RunOptions};
+use crate::spec::{BackfillSpec, ColumnMap, CopySpec, RunOptions, parse_set};
 use crate::table::TableName;
 use crate::url::DbUrl;
 use clap::{Args, Parser, Subcommand};
@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Copy rows into another table in key-ordered, throttled chunks.
     Copy(CopyArgs),
+    /// Update rows in place in key-ordered chunks, exactly once across crashes.
+    Backfill(BackfillArgs),
     /// Dry run of a copy: key, estimates, first chunks and the exact SQL.
     Plan(CopyArgs),
     /// Show a job's progress from its checkpoint file.
@@ -57,6 +59,51 @@ pub struct CopyArgs {
     pub key: Option<Vec<String>>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BackfillArgs {
+    /// Connection URL of the table's database.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// The table to update: schema.table, or a bare name.
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+    /// What to set: 'COL = EXPR[, COL2 = EXPR2]' (SQL expressions).
+    #[arg(long = "set", value_name = "COL = EXPR")]
+    pub set: String,
+    /// Update only rows matching this SQL condition.
+    #[arg(long = "where", value_name = "SQL")]
+    pub where_sql: Option<String>,
+    /// Key columns to cut chunks on (NOT NULL, unique); default: primary key.
+    #[arg(long, value_name = "COL[,COL]", value_delimiter = ',')]
+    pub key: Option<Vec<String>>,
+    /// After the backfill, make this column NOT NULL without a long lock.
+    #[arg(long, value_name = "COL")]
+    pub then_not_null: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl BackfillArgs {
+    pub fn spec(&self) -> Result<BackfillSpec> {
+        let where_sql = match self.where_sql.as_deref().map(str::trim) {
+            Some("") => {
+                return Err(Error::input(
+                    "--where is empty; give an SQL condition or leave it out",
+                ));
+            }
+            other => other.map(String::from),
+        };
+        Ok(BackfillSpec {
+            source: DbUrl::parse(&self.source).map_err(|e| e.context("--source"))?,
+            table: TableName::parse(&self.table).map_err(|e| e.context("--table"))?,
+            sets: parse_set(&self.set)?,
+            where_sql,
+            key: self.key.clone(),
+            then_not_null: self.then_not_null.clone(),
+        })
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -202,6 +249,7 @@ pub fn main() -> i32 {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Copy(args) => ops::copy::run(&args.spec()?, &args.run.options()).await,
+            Command::Backfill(args) => ops::backfill::run(&args.spec()?, &args.run.options()).await,
             Command::Plan(args) => ops::plan::run(&args.spec()?, &args.run.options()).await,
             Command::Status(args) => ops::status::run(&args.checkpoint, args.json),
         }
@@ -213,7 +261,7 @@ pub fn main() -> i32 {
             e.exit_code()
         }
         Err(e) => {
-            let note = if e.exit_code() == 2 {
+            let note = if e.exit_code() == 2 && !e.after_writes {
                 " (nothing was written)"
             } else {
                 ""

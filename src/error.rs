@@ -27,6 +27,9 @@ pub struct Error {
     /// Set only for a unique violation: the index or constraint that found
     /// the duplicate, as the server named it (every driver fills it).
     pub duplicate_key: Option<String>,
+    /// An input error found after rows were written (exit 2 all the same,
+    /// but "nothing was written" would be untrue).
+    pub after_writes: bool,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,6 +54,7 @@ impl Error {
             message: message.into(),
             code: None,
             duplicate_key: None,
+            after_writes: false,
         }
     }
 

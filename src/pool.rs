@@ -176,13 +176,13 @@ impl Pipeline {
 
 /// What `RetryingSession::run` runs on the session (boxed: a borrowing
 /// async closure cannot yet promise `Send` to tokio::spawn).
-type SessionFuture<'s, T> =
+pub type SessionFuture<'s, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 's>>;
 
 /// One connection and the retry loop around it: a retryable failure
 /// (deadlock, lock timeout, lost connection) drops the connection, waits
 /// with backoff and tries again, up to `max_retries` times.
-struct RetryingSession {
+pub struct RetryingSession {
     db: Arc<dyn Database>,
     session: Option<Box<dyn Session>>,
     stats: Arc<Stats>,
@@ -191,7 +191,7 @@ struct RetryingSession {
 }
 
 impl RetryingSession {
-    fn new(
+    pub fn new(
         db: Arc<dyn Database>,
         stats: Arc<Stats>,
         max_retries: u32,
@@ -207,7 +207,7 @@ impl RetryingSession {
     }
 
     /// Ok(None) when the job stopped while waiting to retry.
-    async fn run<T>(
+    pub async fn run<T>(
         &mut self,
         mut op: impl for<'s> FnMut(&'s mut (dyn Session + 'static)) -> SessionFuture<'s, T>,
     ) -> Result<Option<T>> {

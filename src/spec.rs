@@ -77,6 +77,50 @@ pub struct CopySpec {
     pub key: Option<Vec<String>>,
 }
 
+/// A backfill job: `UPDATE table SET sets WHERE where`, in chunks.
+#[derive(Debug, Clone)]
+pub struct BackfillSpec {
+    pub source: DbUrl,
+    pub table: TableName,
+    pub sets: Vec<ColumnMap>,
+    pub where_sql: Option<String>,
+    pub key: Option<Vec<String>>,
+    pub then_not_null: Option<String>,
+}
+
+/// Split `--set 'a = x + 1, "B" = coalesce(y, 0)'` into columns and
+/// expressions: commas inside parentheses or quotes do not split.
+pub fn parse_set(text: &str) -> Result<Vec<ColumnMap>> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut start) = (0i32, None::<char>, 0);
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    let sets: Vec<ColumnMap> = parts
+        .into_iter()
+        .map(ColumnMap::parse)
+        .collect::<Result<_>>()
+        .map_err(|_| {
+            Error::input(format!(
+                "--set `{text}` is not COLUMN = EXPRESSION[, COLUMN = EXPRESSION]; for example \
+             --set 'email_verified = (verified_at IS NOT NULL), n = n + 1'"
+            ))
+        })?;
+    Ok(sets)
+}
+
 /// How a job runs; changing these between runs still resumes.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -158,6 +202,25 @@ impl JobIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_set_lists() {
+        let sets = parse_set("n = n + 1, label = concat(a, ',', b), \"Odd, col\" = 'x,y'").unwrap();
+        let pairs: Vec<(&str, &str)> = sets
+            .iter()
+            .map(|s| (s.column.as_str(), s.expr.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("n", "n + 1"),
+                ("label", "concat(a, ',', b)"),
+                ("Odd, col", "'x,y'")
+            ]
+        );
+        assert_eq!(parse_set("n + 1").unwrap_err().exit_code(), 2);
+        assert_eq!(parse_set("a = 1,").unwrap_err().exit_code(), 2);
+    }
 
     #[test]
     fn parses_maps() {

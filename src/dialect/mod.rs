@@ -74,6 +74,66 @@ pub trait Dialect: Send + Sync {
     fn unusable_key_reason(&self, _column: &Column) -> Option<&'static str> {
         None
     }
+
+    /// `CREATE TABLE IF NOT EXISTS` for a backfill's state table: one row
+    /// per committed chunk, keyed by (job, chunk).
+    fn state_table_ddl(&self, table: &str) -> String;
+
+    /// The statements that make `column` NOT NULL without a long lock, in
+    /// order, or None where the engine has no such path here.
+    fn set_not_null_steps(
+        &self,
+        _table: &str,
+        _column: &str,
+        _constraint: &str,
+    ) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// `UPDATE table SET ... WHERE key range [AND where]`: one backfill chunk.
+pub fn update_chunk_sql(
+    d: &dyn Dialect,
+    table: &str,
+    set_sql: &str,
+    key: &Key,
+    has_lo: bool,
+    where_sql: Option<&str>,
+) -> String {
+    let mut filter = vec![format!(
+        "({})",
+        key_range(
+            d,
+            key,
+            RangeShape {
+                has_lo,
+                has_hi: true
+            }
+        )
+    )];
+    filter.extend(where_sql.map(|w| format!("({w})")));
+    format!(
+        "UPDATE {table} SET {set_sql} WHERE {}",
+        filter.join(" AND ")
+    )
+}
+
+/// Record a chunk as applied (in the chunk's own transaction).
+pub fn state_mark_sql(d: &dyn Dialect, state: &str) -> String {
+    format!(
+        "INSERT INTO {state} (job, chunk) VALUES ({}, {})",
+        d.placeholder(1),
+        d.placeholder(2)
+    )
+}
+
+/// Whether a chunk was applied already.
+pub fn state_exists_sql(d: &dyn Dialect, state: &str) -> String {
+    format!(
+        "SELECT job FROM {state} WHERE job = {} AND chunk = {}",
+        d.placeholder(1),
+        d.placeholder(2)
+    )
 }
 
 /// `(a, b) > (x, y)` spelled without row values:

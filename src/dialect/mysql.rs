@@ -164,6 +164,13 @@ impl Dialect for Mysql {
            AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]'))"
     }
 
+    fn state_table_ddl(&self, table: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (job varchar(64) NOT NULL, chunk varchar(64) NOT NULL, \
+             done_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), PRIMARY KEY (job, chunk)) ENGINE = InnoDB"
+        )
+    }
+
     fn try_job_lock_sql(&self) -> &'static str {
         // GET_LOCK names are server-wide and at most 64 characters.
         "SELECT IF(GET_LOCK(CONCAT('rowferry:', SHA1(:p1)), 0) = 1, 'true', 'false')"

@@ -111,6 +111,32 @@ impl Dialect for Postgres {
          FROM pg_catalog.pg_class c WHERE c.oid = $1::text::oid"
     }
 
+    fn state_table_ddl(&self, table: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (job text NOT NULL, chunk text NOT NULL, \
+             done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, chunk))"
+        )
+    }
+
+    fn set_not_null_steps(
+        &self,
+        table: &str,
+        column: &str,
+        constraint: &str,
+    ) -> Option<Vec<String>> {
+        // A NOT VALID check takes a brief lock; VALIDATE scans without
+        // blocking writers; SET NOT NULL then trusts the validated check
+        // instead of scanning under an exclusive lock (PostgreSQL 12+).
+        let (c, k) = (self.quote_ident(column), self.quote_ident(constraint));
+        Some(vec![
+            format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {k}"),
+            format!("ALTER TABLE {table} ADD CONSTRAINT {k} CHECK ({c} IS NOT NULL) NOT VALID"),
+            format!("ALTER TABLE {table} VALIDATE CONSTRAINT {k}"),
+            format!("ALTER TABLE {table} ALTER COLUMN {c} SET NOT NULL"),
+            format!("ALTER TABLE {table} DROP CONSTRAINT {k}"),
+        ])
+    }
+
     fn try_job_lock_sql(&self) -> &'static str {
         // A 64-bit advisory lock key derived from the job's name, in SQL.
         "SELECT pg_try_advisory_lock(('x' || left(md5($1), 16))::bit(64)::bigint)::text"

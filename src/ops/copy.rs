@@ -1,8 +1,8 @@
 //! `rowferry copy`: insert-if-absent of each key range into the target.
 
-use super::{PreparedJob, inspect, run_job};
+use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
-use crate::db::{self, Database, Session, SessionSettings, Statement};
+use crate::db::{self, Database, Session, SessionSettings};
 use crate::dialect::{CopyStatement, Dialect, Presence, copy_chunk_sql};
 use crate::error::{Error, ErrorKind, Result};
 use crate::planner::KeysetPlanner;
@@ -38,33 +38,10 @@ pub struct CopyPlan {
     pub skipping: ChunkSql,
 }
 
-/// A chunk statement for the first chunk (no lower bound) and the others.
-#[derive(Debug, Clone)]
-pub struct ChunkSql {
-    pub first: String,
-    pub rest: String,
-}
-
-impl ChunkSql {
-    fn build(d: &dyn Dialect, copy: &CopyStatement, key: &Key, presence: Presence) -> Self {
-        ChunkSql {
-            first: copy_chunk_sql(d, copy, key, false, presence),
-            rest: copy_chunk_sql(d, copy, key, true, presence),
-        }
-    }
-
-    /// The statement for `chunk`, with its bounds as parameters.
-    fn statement(&self, chunk: &Chunk) -> Statement {
-        match &chunk.lo {
-            Some(lo) => Statement {
-                sql: self.rest.clone(),
-                params: lo.iter().chain(&chunk.hi).cloned().collect(),
-            },
-            None => Statement {
-                sql: self.first.clone(),
-                params: chunk.hi.clone(),
-            },
-        }
+fn copy_sql(d: &dyn Dialect, copy: &CopyStatement, key: &Key, presence: Presence) -> ChunkSql {
+    ChunkSql {
+        first: copy_chunk_sql(d, copy, key, false, presence),
+        rest: copy_chunk_sql(d, copy, key, true, presence),
     }
 }
 
@@ -121,8 +98,8 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         overriding_identity: resolved.overriding_identity,
         lock_source_rows: false,
     };
-    let fast = ChunkSql::build(d, &copy, &key, Presence::Absent);
-    let skipping = ChunkSql::build(d, &copy, &key, Presence::MaySkip);
+    let fast = copy_sql(d, &copy, &key, Presence::Absent);
+    let skipping = copy_sql(d, &copy, &key, Presence::MaySkip);
     check_statement(session.as_mut(), &skipping.rest, spec).await?;
 
     let identity = JobIdentity {

@@ -2,6 +2,7 @@
 //! table from the catalog, and running a chunked job end to end (lock,
 //! checkpoint, pipeline, progress, signals, summary).
 
+pub mod backfill;
 pub mod copy;
 pub mod plan;
 pub mod status;
@@ -106,6 +107,29 @@ pub async fn inspect(
 
 fn cell(rows: &[crate::db::Row], row: usize, col: usize) -> Option<String> {
     rows.get(row)?.get(col)?.clone()
+}
+
+/// A chunk statement for the first chunk (no lower bound) and the others.
+#[derive(Debug, Clone)]
+pub struct ChunkSql {
+    pub first: String,
+    pub rest: String,
+}
+
+impl ChunkSql {
+    /// The statement for `chunk`, with its bounds as parameters.
+    pub fn statement(&self, chunk: &crate::checkpoint::Chunk) -> crate::db::Statement {
+        match &chunk.lo {
+            Some(lo) => crate::db::Statement {
+                sql: self.rest.clone(),
+                params: lo.iter().chain(&chunk.hi).cloned().collect(),
+            },
+            None => crate::db::Statement {
+                sql: self.first.clone(),
+                params: chunk.hi.clone(),
+            },
+        }
+    }
 }
 
 /// A chunked job ready to run: what `copy` (and later `backfill`) prepare.
