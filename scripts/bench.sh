@@ -17,7 +17,8 @@
 # under /usr/bin/time -v for wall time and peak resident memory; after every
 # run the row counts of both tables must match, or the script fails.
 #
-#   bash scripts/bench.sh mysql                 # the same on MariaDB/MySQL, plus
+#   bash scripts/bench.sh backfill [mysql]      # one UPDATE vs rowferry backfill
+#   bash scripts/bench.sh mysql                 # the copy on MariaDB/MySQL, plus
 #                                               # pt-online-schema-change if installable
 #
 # Environment: ROWFERRY_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test),
@@ -28,6 +29,11 @@ export LC_ALL=C # "." as the decimal point in $EPOCHREALTIME, awk and printf
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+MODE=copy
+if [[ ${1:-} == backfill ]]; then
+    MODE=backfill
+    shift
+fi
 ENGINE=${1:-postgres}
 case $ENGINE in
 postgres) URL=${ROWFERRY_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test} ;;
@@ -141,13 +147,32 @@ check_counts() {
     [[ $src == "$dst" ]] || die "$1: orders has $src rows but orders_copy has $dst"
 }
 
+# backfill mode: every run fills orders.flag from NULL; between runs it is
+# reset (and, on PostgreSQL, the table vacuumed) outside the timing.
+BACKFILL_SET="flag = (amount > 100)"
+reset_flag() {
+    sql "UPDATE $SCHEMA.orders SET flag = NULL" >/dev/null
+    if [[ $ENGINE == postgres ]]; then sql "VACUUM $SCHEMA.orders" >/dev/null; fi
+}
+check_flag() {
+    local left
+    left=$(sql "SELECT count(*) FROM $SCHEMA.orders WHERE flag IS NULL")
+    [[ $left == 0 ]] || die "$1: $left rows still have flag NULL"
+}
+prepare_run() { if [[ $MODE == backfill ]]; then reset_flag; else truncate_copy; fi; }
+check_run() { if [[ $MODE == backfill ]]; then check_flag "$1"; else check_counts "$1"; fi; }
+
 run_baseline() {
     local round=$1 t0 secs
-    truncate_copy
+    prepare_run
     t0=$EPOCHREALTIME
-    sql "INSERT INTO $SCHEMA.orders_copy SELECT * FROM $SCHEMA.orders" >/dev/null
+    if [[ $MODE == backfill ]]; then
+        sql "UPDATE $SCHEMA.orders SET $BACKFILL_SET" >/dev/null
+    else
+        sql "INSERT INTO $SCHEMA.orders_copy SELECT * FROM $SCHEMA.orders" >/dev/null
+    fi
     secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
-    check_counts "baseline"
+    check_run "baseline"
     echo "baseline $round $secs -" >>"$RESULTS"
     say "round $round  baseline      ${secs}s"
 }
@@ -188,11 +213,15 @@ run_pt_osc() {
 }
 
 run_rowferry() {
-    local workers=$1 round=$2 mode="rowferry-w$1" rc=0 secs rss json_rows
-    truncate_copy
+    local workers=$1 round=$2 mode="rowferry-w$1" rc=0 secs rss json_rows slowest job
+    prepare_run
+    if [[ $MODE == backfill ]]; then
+        job=(backfill --source "$URL" --table "$SCHEMA.orders" --set "$BACKFILL_SET")
+    else
+        job=(copy --source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_copy")
+    fi
     /usr/bin/time -v -o "$WORK/time.txt" \
-        "$BIN" copy --source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_copy" \
-        --workers "$workers" --restart --checkpoint "$CKPT" --progress none --json \
+        "$BIN" "${job[@]}" --workers "$workers" --restart --checkpoint "$CKPT" --progress none --json \
         >"$WORK/summary.json" 2>"$WORK/stderr.txt" || rc=$?
     if ((rc != 0)); then
         cat "$WORK/stderr.txt" >&2
@@ -203,7 +232,10 @@ run_rowferry() {
                 for (i = 1; i <= n; i++) t = t * 60 + p[i]; printf "%.3f", t }' "$WORK/time.txt")
     rss=$(awk -F': ' '/Maximum resident set size/ { print $NF }' "$WORK/time.txt")
     [[ -n $secs && -n $rss ]] || die "could not read /usr/bin/time output: $(cat "$WORK/time.txt")"
-    check_counts "$mode"
+    check_run "$mode"
+    # The longest chunk: how long one transaction held its row locks.
+    slowest=$(grep -o '"slowest_chunk_s":[0-9.e+-]*' "$WORK/summary.json" | cut -d: -f2)
+    echo "$mode ${slowest:-?}" >>"$WORK/slowest"
     if have jq; then
         json_rows=$(jq -r '.rows // empty' "$WORK/summary.json" 2>/dev/null || true)
         if [[ -n $json_rows && $json_rows != "$ROWS" ]]; then
@@ -211,13 +243,19 @@ run_rowferry() {
         fi
     fi
     echo "$mode $round $secs $rss" >>"$RESULTS"
-    say "round $round  $mode  ${secs}s  peak RSS $((rss / 1024)) MB"
+    say "round $round  $mode  ${secs}s  peak RSS $((rss / 1024)) MB  slowest chunk ${slowest:-?}s"
 }
 
-say "$ROUNDS round(s) of: baseline, two-halves, rowferry --workers 2, rowferry --workers 4"
+if [[ $MODE == backfill ]]; then
+    sql "ALTER TABLE $SCHEMA.orders ADD COLUMN flag boolean NULL" >/dev/null
+    PT_OSC=0
+    say "$ROUNDS round(s) of: one UPDATE ... SET $BACKFILL_SET, rowferry backfill --workers 2, --workers 4"
+else
+    say "$ROUNDS round(s) of: baseline, two-halves, rowferry --workers 2, rowferry --workers 4"
+fi
 for ((round = 1; round <= ROUNDS; round++)); do
     run_baseline "$round"
-    run_two_halves "$round"
+    if [[ $MODE == copy ]]; then run_two_halves "$round"; fi
     run_rowferry 2 "$round"
     run_rowferry 4 "$round"
     if ((PT_OSC)); then run_pt_osc "$round"; fi
@@ -238,20 +276,23 @@ row() { # mode round seconds rss_kb
 }
 
 echo
-printf 'rowferry copy benchmark: %s rows, %s, %s CPU(s), %s\n' \
-    "$ROWS" "$(redact "$URL")" "$(nproc)" "$(server_version)"
-printf '(speedup: rows/s divided by the median baseline rows/s; 2.00x = twice as fast as one INSERT ... SELECT)\n\n'
+printf 'rowferry %s benchmark: %s rows, %s, %s CPU(s), %s\n' \
+    "$MODE" "$ROWS" "$(redact "$URL")" "$(nproc)" "$(server_version)"
+printf '(speedup: rows/s divided by the median baseline rows/s; baseline = one %s)\n\n' \
+    "$([[ $MODE == backfill ]] && echo "UPDATE ... SET $BACKFILL_SET" || echo "INSERT ... SELECT")"
 printf '%-13s %5s %9s %12s %13s %11s\n' mode round seconds rows/s speedup "peak RSS MB"
 while read -r mode round secs rss; do
     row "$mode" "$round" "$secs" "$rss"
 done <"$RESULTS"
 echo
 printf '%-13s %5s %9s %12s %13s %11s\n' median "" seconds rows/s speedup "peak RSS MB"
-for mode in baseline two-halves rowferry-w2 rowferry-w4 $( ((PT_OSC)) && echo pt-osc); do
+for mode in baseline $([[ $MODE == copy ]] && echo two-halves) rowferry-w2 rowferry-w4 $( ((PT_OSC)) && echo pt-osc); do
     secs=$(awk -v m="$mode" '$1 == m { print $3 }' "$RESULTS" | median)
     rss=$(awk -v m="$mode" '$1 == m && $4 != "-" { print $4 }' "$RESULTS" | median)
     row "$mode" "" "$secs" "$rss"
 done
+echo
+awk '{ if ($2 + 0 > max[$1] + 0) max[$1] = $2 } END { for (m in max) printf "%s: slowest chunk %.3fs (longest lock hold of one transaction)\n", m, max[m] }' "$WORK/slowest" | sort
 if ((PT_OSC)); then
     pt=$(awk '$1 == "pt-osc" { print $3 }' "$RESULTS" | median)
     for mode in rowferry-w2 rowferry-w4; do

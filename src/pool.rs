@@ -136,6 +136,8 @@ impl Pipeline {
                         self.stats.rows_done.fetch_add(rows, Ordering::Relaxed);
                         self.stats.rows_this_run.fetch_add(rows, Ordering::Relaxed);
                         self.stats.chunks_done.fetch_add(1, Ordering::Relaxed);
+                        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+                        self.stats.slowest_chunk_us.fetch_max(micros, Ordering::Relaxed);
                         dirty = true;
                     }
                     Some(Event::Failed(e)) => {

@@ -29,6 +29,9 @@ pub struct Stats {
     pub retries: AtomicU64,
     /// Rows this run wrote (for the rate).
     pub rows_this_run: AtomicU64,
+    /// The longest a chunk took this run, retries included (microseconds):
+    /// an upper bound on how long a chunk held its row locks.
+    pub slowest_chunk_us: AtomicU64,
 }
 
 /// One progress sample, as `--progress json` prints it.
@@ -211,6 +214,7 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub rows_per_sec: f64,
     pub retries: u64,
+    pub slowest_chunk_s: f64,
     pub resumed: bool,
     pub checkpoint: String,
     pub error: Option<String>,
@@ -223,7 +227,7 @@ impl Summary {
             return;
         }
         eprintln!(
-            "{} {}: {} -> {}: {} rows in {} chunks this run ({} rows, {} chunks in all), {:.1}s, {:.0} rows/s, {} retries; checkpoint {}",
+            "{} {}: {} -> {}: {} rows in {} chunks this run ({} rows, {} chunks in all), {:.1}s, {:.0} rows/s, {} retries, slowest chunk {:.3}s; checkpoint {}",
             self.operation,
             self.status,
             self.source_table,
@@ -235,6 +239,7 @@ impl Summary {
             self.elapsed_s,
             self.rows_per_sec,
             self.retries,
+            self.slowest_chunk_s,
             self.checkpoint
         );
     }

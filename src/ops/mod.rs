@@ -220,7 +220,15 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
                 cp.ledger.chunks_done
             );
             summary(
-                &job, &path, "done", &cp.ledger, &cp.ledger, 0.0, 0, true, None,
+                &job,
+                &path,
+                "done",
+                &cp.ledger,
+                &cp.ledger,
+                0.0,
+                &Stats::default(),
+                true,
+                None,
             )
             .print(opts.json);
             return Ok(());
@@ -326,7 +334,6 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
         Outcome::Interrupted => ("interrupted", Err(Error::interrupted())),
         Outcome::Failed(e) => ("failed", Err(e)),
     };
-    let retries = stats.retries.load(Ordering::Relaxed);
     let error = result.as_ref().err().map(|e| e.message.clone());
     summary(
         &job,
@@ -335,7 +342,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
         &before,
         &final_ledger,
         elapsed,
-        retries,
+        &stats,
         resumed,
         error,
     )
@@ -353,7 +360,7 @@ fn summary(
     before: &Ledger,
     after: &Ledger,
     elapsed: f64,
-    retries: u64,
+    stats: &Stats,
     resumed: bool,
     error: Option<String>,
 ) -> Summary {
@@ -373,7 +380,8 @@ fn summary(
         } else {
             0.0
         },
-        retries,
+        retries: stats.retries.load(Ordering::Relaxed),
+        slowest_chunk_s: stats.slowest_chunk_us.load(Ordering::Relaxed) as f64 / 1e6,
         resumed,
         checkpoint: path.display().to_string(),
         error,
