@@ -28,8 +28,9 @@ pub enum Command {
     Copy(CopyArgs),
     /// Update rows in place in key-ordered chunks, exactly once across crashes.
     Backfill(BackfillArgs),
-    /// Dry run of a copy: key, estimates, first chunks and the exact SQL.
-    Plan(CopyArgs),
+    /// Dry run of a copy (--target-table) or a backfill (--set): key,
+    /// estimates, first chunks and the exact SQL. Writes nothing.
+    Plan(PlanArgs),
     /// Show a job's progress from its checkpoint file.
     Status(StatusArgs),
 }
@@ -59,6 +60,70 @@ pub struct CopyArgs {
     pub key: Option<Vec<String>>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The flags of `copy` and `backfill` together; `--set` makes it a
+/// backfill.
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+    /// Plan a copy into this table.
+    #[arg(long, value_name = "TABLE", conflicts_with = "set")]
+    pub target_table: Option<String>,
+    #[arg(long = "map", value_name = "COL=EXPR")]
+    pub maps: Vec<String>,
+    /// Plan a backfill.
+    #[arg(long = "set", value_name = "COL = EXPR")]
+    pub set: Option<String>,
+    #[arg(long = "where", value_name = "SQL")]
+    pub where_sql: Option<String>,
+    #[arg(long, value_name = "COL[,COL]", value_delimiter = ',')]
+    pub key: Option<Vec<String>>,
+    #[arg(long, value_name = "COL")]
+    pub then_not_null: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl PlanArgs {
+    async fn run(self) -> Result<()> {
+        let opts = self.run.options();
+        match (self.set, self.target_table) {
+            (Some(set), _) => {
+                let args = BackfillArgs {
+                    source: self.source,
+                    table: self.table,
+                    set,
+                    where_sql: self.where_sql,
+                    key: self.key,
+                    then_not_null: self.then_not_null,
+                    run: self.run,
+                };
+                ops::plan::backfill(&args.spec()?, &opts).await
+            }
+            (None, Some(target_table)) => {
+                let args = CopyArgs {
+                    source: self.source,
+                    target: self.target,
+                    table: self.table,
+                    target_table,
+                    maps: self.maps,
+                    where_sql: self.where_sql,
+                    key: self.key,
+                    run: self.run,
+                };
+                ops::plan::copy(&args.spec()?, &opts).await
+            }
+            (None, None) => Err(Error::input(
+                "plan needs --target-table (to plan a copy) or --set (to plan a backfill)",
+            )),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -250,7 +315,7 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Copy(args) => ops::copy::run(&args.spec()?, &args.run.options()).await,
             Command::Backfill(args) => ops::backfill::run(&args.spec()?, &args.run.options()).await,
-            Command::Plan(args) => ops::plan::run(&args.spec()?, &args.run.options()).await,
+            Command::Plan(args) => args.run().await,
             Command::Status(args) => ops::status::run(&args.checkpoint, args.json),
         }
     });

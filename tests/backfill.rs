@@ -279,3 +279,34 @@ async fn postgres_bad_input_is_refused_before_any_write() {
 async fn mysql_bad_input_is_refused_before_any_write() {
     bad_input(TestDb::mysql("bf_bad").await).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_the_backfill_and_writes_nothing() {
+    let db = TestDb::new("bf_plan").await;
+    table(&db, 1000).await;
+    let mut a = args(
+        &db,
+        "n = n + 1",
+        &["--chunk-rows", "100", "--then-not-null", "flag"],
+    );
+    a[0] = "plan".into();
+    let out = run(&a);
+    expect_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("rowferry plan: backfill (dry run: nothing is written)"),
+        "{text}"
+    );
+    assert!(text.contains("chunk 2:     (200, 400]"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "UPDATE \"{}\".\"src\" SET \"n\" = (n + 1) WHERE",
+            db.schema
+        )),
+        "{text}"
+    );
+    assert!(text.contains("VALIDATE CONSTRAINT"), "{text}");
+    assert_eq!(count_where(&db, "n <> 0").await, "0");
+    assert_eq!(state_tables(&db).await, "0");
+    db.cleanup().await;
+}

@@ -22,14 +22,15 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(spec: &BackfillSpec, opts: &RunOptions) -> Result<()> {
     let plan = prepare(spec, opts).await?;
     let db = plan.job.db.clone();
-    // Interrupted or failed runs keep their state rows: the rerun needs them.
-    run_job(plan.job, opts).await?;
     let mut ddl = RetryingSession::new(
         db,
         Arc::new(Stats::default()),
         opts.max_retries,
         CancellationToken::new(),
     );
+    run_statement(&mut ddl, plan.create_state.clone()).await?;
+    // Interrupted or failed runs keep their state rows: the rerun needs them.
+    run_job(plan.job, opts).await?;
     run_statement(&mut ddl, plan.clear_state).await?;
     let others = query(&mut ddl, &plan.state_rows).await?;
     if others.is_empty() {
@@ -99,6 +100,10 @@ async fn run_statement(session: &mut RetryingSession, sql: String) -> Result<()>
 pub struct BackfillPlan {
     pub job: PreparedJob,
     pub table: String,
+    /// The UPDATE a chunk runs (shown by `rowferry plan`).
+    pub update: ChunkSql,
+    /// Before the first chunk: the state table (nothing is written earlier).
+    pub create_state: String,
     /// After success: delete this job's state rows, and drop the state
     /// table when no other job's rows remain in it.
     pub clear_state: String,
@@ -216,15 +221,9 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
         &table.schema,
         &format!("rowferry_bf_{}", short_hash(&table.id)),
     );
-    session
-        .transaction(&[Statement {
-            sql: d.state_table_ddl(&state),
-            params: vec![],
-        }])
-        .await?;
     let planner = Arc::new(KeysetPlanner::new(d, table_sql.clone(), key.clone()));
     let work = Arc::new(BackfillWork {
-        update,
+        update: update.clone(),
         mark_sql: state_mark_sql(d, &state),
         exists_sql: state_exists_sql(d, &state),
         job: job_id.clone(),
@@ -243,6 +242,8 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
             lock_name,
         },
         table: display,
+        update,
+        create_state: d.state_table_ddl(&state),
         // The job id is a hex fingerprint: safe to write into SQL.
         clear_state: format!("DELETE FROM {state} WHERE job = '{job_id}'"),
         state_rows: format!("SELECT job FROM {state}"),

@@ -1,17 +1,96 @@
-//! `rowferry plan`: a dry run. Shows the key, the estimates, the first
-//! chunks and the exact SQL each chunk runs; writes nothing.
+//! `rowferry plan`: a dry run of a copy or a backfill. Shows the key, the
+//! estimates, the first chunks and the exact SQL each chunk runs; writes
+//! nothing.
 
-use super::copy::prepare;
+use super::PreparedJob;
 use crate::checkpoint::{Checkpoint, Ledger};
 use crate::error::Result;
-use crate::spec::{CopySpec, RunOptions};
+use crate::spec::{BackfillSpec, CopySpec, RunOptions};
 use std::sync::Mutex;
 
 const SHOWN_CHUNKS: usize = 3;
 
-pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
-    let plan = prepare(spec, opts).await?;
-    let job = &plan.job;
+/// What a dry run shows besides the chunks.
+struct View<'a> {
+    job: &'a PreparedJob,
+    source: String,
+    target: String,
+    /// (column written, expression)
+    columns: Vec<(String, String)>,
+    not_written: Vec<String>,
+    /// (what it is, SQL)
+    statements: Vec<(&'static str, String)>,
+}
+
+pub async fn copy(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
+    let plan = super::copy::prepare(spec, opts).await?;
+    show(
+        View {
+            job: &plan.job,
+            source: spec.source.to_string(),
+            target: format!("table {} (same database)", plan.target.display_name()),
+            columns: plan.columns.clone(),
+            not_written: plan.unwritten_source_columns.clone(),
+            statements: vec![
+                (
+                    "first chunk SQL (parameters: the chunk's upper key)",
+                    plan.fast.first.clone(),
+                ),
+                (
+                    "chunk SQL (parameters: lower key, then upper key)",
+                    plan.fast.rest.clone(),
+                ),
+                (
+                    "once a chunk meets rows already in the target, chunks skip them instead",
+                    plan.skipping.rest.clone(),
+                ),
+            ],
+        },
+        opts,
+    )
+    .await
+}
+
+pub async fn backfill(spec: &BackfillSpec, opts: &RunOptions) -> Result<()> {
+    let plan = super::backfill::prepare(spec, opts).await?;
+    let mut statements = vec![
+        (
+            "first chunk SQL (parameters: the chunk's upper key)",
+            plan.update.first.clone(),
+        ),
+        (
+            "chunk SQL (parameters: lower key, then upper key; its state row is written in the same transaction)",
+            plan.update.rest.clone(),
+        ),
+    ];
+    if let Some(not_null) = &plan.not_null {
+        statements.extend(
+            not_null
+                .steps
+                .iter()
+                .map(|s| ("then, for --then-not-null", s.clone())),
+        );
+    }
+    show(
+        View {
+            job: &plan.job,
+            source: spec.source.to_string(),
+            target: format!("table {} (updated in place)", plan.table),
+            columns: spec
+                .sets
+                .iter()
+                .map(|s| (s.column.clone(), s.expr.clone()))
+                .collect(),
+            not_written: vec![],
+            statements,
+        },
+        opts,
+    )
+    .await
+}
+
+async fn show(view: View<'_>, opts: &RunOptions) -> Result<()> {
+    let job = view.job;
     let mut session = job.db.session().await?;
     let upper = job.planner.upper_bound(session.as_mut()).await?;
     let sizer = opts.chunk_sizer(job.source.estimated_row_bytes);
@@ -51,16 +130,18 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
         Ok(None) => format!("{} (absent: a run starts fresh)", path.display()),
         Err(e) => e.message,
     };
+    let key_len = job.identity.key.len();
     let (probe_sql, _) = job.planner.probe(
-        Some(&vec!["<lo>".into(); plan.key.columns.len()]),
-        &vec!["<upper>".into(); plan.key.columns.len()],
+        Some(&vec!["<lo>".into(); key_len]),
+        &vec!["<upper>".into(); key_len],
         sizer.rows(),
     );
 
     if opts.json {
         let report = serde_json::json!({
             "dry_run": true,
-            "source": spec.source.to_string(),
+            "operation": job.identity.operation,
+            "source": view.source,
             "table": job.identity.table,
             "target_table": job.identity.target_table,
             "key": job.identity.key,
@@ -71,10 +152,8 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
             "chunk_time_ms": opts.chunk_time.as_millis() as u64,
             "upper_bound": upper,
             "first_chunks": chunks.iter().map(|c| serde_json::json!({"lo": c.lo, "hi": c.hi})).collect::<Vec<_>>(),
-            "columns": plan.columns.iter().map(|(t, e)| serde_json::json!({"target": t, "source": e})).collect::<Vec<_>>(),
-            "first_chunk_sql": plan.fast.first,
-            "chunk_sql": plan.fast.rest,
-            "chunk_sql_skipping_present_rows": plan.skipping.rest,
+            "columns": view.columns.iter().map(|(t, e)| serde_json::json!({"column": t, "expr": e})).collect::<Vec<_>>(),
+            "statements": view.statements.iter().map(|(what, sql)| serde_json::json!({"what": what, "sql": sql})).collect::<Vec<_>>(),
             "boundary_probe_sql": probe_sql,
             "checkpoint": checkpoint,
         });
@@ -82,15 +161,15 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
         return Ok(());
     }
     let show = |k: &Option<Vec<String>>| k.as_ref().map_or("start".to_string(), |k| k.join(", "));
-    println!("rowferry plan (dry run: nothing is written)");
+    println!(
+        "rowferry plan: {} (dry run: nothing is written)",
+        job.identity.operation
+    );
     println!(
         "  source:      {} table {}",
-        spec.source, job.identity.table
+        view.source, job.identity.table
     );
-    println!(
-        "  target:      table {} (same database)",
-        plan.target.display_name()
-    );
+    println!("  target:      {}", view.target);
     println!("  key:         ({})", job.identity.key.join(", "));
     println!(
         "  rows:        ~{} (catalog estimate), ~{} bytes per row",
@@ -120,27 +199,15 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
     }
     println!("  checkpoint:  {checkpoint}");
     println!("  columns:");
-    for (t, e) in &plan.columns {
+    for (t, e) in &view.columns {
         println!("    {t} <- {e}");
     }
-    if !plan.unwritten_source_columns.is_empty() {
-        println!(
-            "  not copied:  {}",
-            plan.unwritten_source_columns.join(", ")
-        );
+    if !view.not_written.is_empty() {
+        println!("  not copied:  {}", view.not_written.join(", "));
     }
-    println!(
-        "  first chunk SQL (parameters: the chunk's upper key):\n    {}",
-        plan.fast.first
-    );
-    println!(
-        "  chunk SQL (parameters: lower key, then upper key):\n    {}",
-        plan.fast.rest
-    );
-    println!(
-        "  once a chunk meets rows already in the target, chunks skip them instead:\n    {}",
-        plan.skipping.rest
-    );
+    for (what, sql) in &view.statements {
+        println!("  {what}:\n    {sql}");
+    }
     if let Some(c) = chunks.get(1) {
         println!(
             "    e.g. chunk 2: lower = ({}), upper = ({})",
