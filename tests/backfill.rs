@@ -259,12 +259,10 @@ async fn bad_input(db: TestDb) {
         "rejected the backfill statement",
     );
     refused(args(&db, "n + 1", &[]), "is not COLUMN = EXPRESSION");
-    if is_mysql(&db) {
-        refused(
-            args(&db, "flag = 1", &["--then-not-null", "flag"]),
-            "--then-not-null is not available",
-        );
-    }
+    refused(
+        args(&db, "n = 1", &["--then-not-null", "nope"]),
+        "--then-not-null: table",
+    );
     assert_eq!(count_where(&db, "n <> 0").await, "0", "no row changed");
     assert_eq!(state_tables(&db).await, "0", "no state table");
     db.cleanup().await;
@@ -307,6 +305,50 @@ async fn plan_shows_the_backfill_and_writes_nothing() {
     );
     assert!(text.contains("VALIDATE CONSTRAINT"), "{text}");
     assert_eq!(count_where(&db, "n <> 0").await, "0");
+    assert_eq!(state_tables(&db).await, "0");
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_then_not_null_uses_the_online_alter() {
+    let db = TestDb::mysql("bf_notnull").await;
+    table(&db, 1000).await;
+    db.exec("ALTER TABLE {s}.src MODIFY flag boolean NULL COMMENT 'filled, NULL before'")
+        .await;
+    let out = run(&args(
+        &db,
+        "flag = (amount > 100)",
+        &[
+            "--where",
+            "id > 1000",
+            "--then-not-null",
+            "flag",
+            "--progress",
+            "none",
+        ],
+    ));
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("flag: 500 row(s)"),
+        "{}",
+        stderr(&out)
+    );
+    let nullable = "SELECT IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src' AND COLUMN_NAME = 'flag'";
+    assert_eq!(db.scalar(nullable).await, "YES");
+    let out = run(&args(
+        &db,
+        "flag = (amount > 100)",
+        &["--then-not-null", "flag", "--progress", "none", "--restart"],
+    ));
+    expect_exit(&out, 0);
+    assert_eq!(db.scalar(nullable).await, "NO");
+    let comment = "SELECT COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src' AND COLUMN_NAME = 'flag'";
+    assert_eq!(
+        db.scalar(comment).await,
+        "filled, NULL before",
+        "the rest of the definition is kept"
+    );
+    assert_eq!(count_where(&db, "flag IS NULL").await, "0");
     assert_eq!(state_tables(&db).await, "0");
     db.cleanup().await;
 }

@@ -79,6 +79,13 @@ pub trait Dialect: Send + Sync {
     /// per committed chunk, keyed by (job, chunk).
     fn state_table_ddl(&self, table: &str) -> String;
 
+    /// A query whose first row's last column is the table's definition,
+    /// where `set_not_null_steps` needs it (MySQL's MODIFY restates the
+    /// whole column).
+    fn table_definition_sql(&self, _table: &str) -> Option<String> {
+        None
+    }
+
     /// The statements that make `column` NOT NULL without a long lock, in
     /// order, or None where the engine has no such path here.
     fn set_not_null_steps(
@@ -86,6 +93,7 @@ pub trait Dialect: Send + Sync {
         _table: &str,
         _column: &str,
         _constraint: &str,
+        _definition: Option<&str>,
     ) -> Option<Vec<String>> {
         None
     }

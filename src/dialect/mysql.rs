@@ -171,6 +171,41 @@ impl Dialect for Mysql {
         )
     }
 
+    fn table_definition_sql(&self, table: &str) -> Option<String> {
+        Some(format!("SHOW CREATE TABLE {table}"))
+    }
+
+    fn set_not_null_steps(
+        &self,
+        table: &str,
+        column: &str,
+        _constraint: &str,
+        definition: Option<&str>,
+    ) -> Option<Vec<String>> {
+        // MODIFY restates the column exactly as SHOW CREATE TABLE prints it,
+        // NULL-ness aside; the server refuses (rather than copying the
+        // table under a lock) if it cannot do it online.
+        let prefix = format!("{} ", self.quote_ident(column));
+        let line = definition?
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&prefix))?;
+        let mut column_def = line.trim_end_matches(',').replacen(" DEFAULT NULL", "", 1);
+        if let Some(at) = column_def.find(" NULL") {
+            // An explicit NULL attribute (TIMESTAMP columns print one), not
+            // the word inside a COMMENT or DEFAULT string.
+            if !column_def[..at].ends_with(" NOT")
+                && !column_def[..at].contains('\'')
+                && column_def[at + 5..].chars().next().is_none_or(|c| c == ' ')
+            {
+                column_def.replace_range(at..at + 5, "");
+            }
+        }
+        Some(vec![format!(
+            "ALTER TABLE {table} MODIFY {column_def} NOT NULL, ALGORITHM=INPLACE, LOCK=NONE"
+        )])
+    }
+
     fn try_job_lock_sql(&self) -> &'static str {
         // GET_LOCK names are server-wide and at most 64 characters.
         "SELECT IF(GET_LOCK(CONCAT('rowferry:', SHA1(:p1)), 0) = 1, 'true', 'false')"
@@ -184,6 +219,29 @@ mod tests {
     use crate::dialect::{
         Presence, RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql,
     };
+
+    #[test]
+    fn not_null_restates_the_column_from_show_create_table() {
+        let def = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `flag` tinyint(1) DEFAULT NULL COMMENT 'a NULL, b',\n  \
+                   `ts` timestamp NULL DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
+        assert_eq!(
+            Mysql.set_not_null_steps("`d`.`t`", "flag", "x", Some(def)),
+            Some(vec![
+                "ALTER TABLE `d`.`t` MODIFY `flag` tinyint(1) COMMENT 'a NULL, b' NOT NULL, ALGORITHM=INPLACE, LOCK=NONE".to_string()
+            ])
+        );
+        assert_eq!(
+            Mysql.set_not_null_steps("`d`.`t`", "ts", "x", Some(def)),
+            Some(vec![
+                "ALTER TABLE `d`.`t` MODIFY `ts` timestamp NOT NULL, ALGORITHM=INPLACE, LOCK=NONE"
+                    .to_string()
+            ])
+        );
+        assert_eq!(
+            Mysql.set_not_null_steps("`d`.`t`", "nope", "x", Some(def)),
+            None
+        );
+    }
 
     #[test]
     fn quotes_with_backticks() {

@@ -123,6 +123,7 @@ impl Dialect for Postgres {
         table: &str,
         column: &str,
         constraint: &str,
+        _definition: Option<&str>,
     ) -> Option<Vec<String>> {
         // A NOT VALID check takes a brief lock; VALIDATE scans without
         // blocking writers; SET NOT NULL then trusts the validated check

@@ -57,7 +57,20 @@ pub async fn run(spec: &BackfillSpec, opts: &RunOptions) -> Result<()> {
             return Err(refused);
         }
         for sql in not_null.steps {
-            run_statement(&mut ddl, sql).await?;
+            run_statement(&mut ddl, sql).await.map_err(|e| {
+                // MySQL 1845/1846: no online path; it would copy the table
+                // (or block writers), which rowferry never does for you.
+                if matches!(e.code.as_deref(), Some("1845" | "1846")) {
+                    Error::fatal(format!(
+                        "--then-not-null {}: the server cannot change the column online \
+                         (ALGORITHM=INPLACE, LOCK=NONE refused: {}); the backfill itself is complete. \
+                         Make the column NOT NULL in a quiet period, or with an online schema tool",
+                        not_null.column, e.message
+                    ))
+                } else {
+                    e
+                }
+            })?;
         }
         eprintln!(
             "rowferry: {} of {} is now NOT NULL",
@@ -184,15 +197,25 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
                 .column_named(name)
                 .map_err(|e| e.context("--then-not-null"))?;
             let constraint = format!("rowferry_nn_{}", short_hash(&column.name));
-            let steps = d.set_not_null_steps(&table_sql, &column.name, &constraint).ok_or_else(|| {
-                Error::input(format!(
-                    "--then-not-null is not available on {} here: its ALTER TABLE ... MODIFY needs the \
-                     column's full definition and may copy the table. Run the backfill without it, \
-                     then ALTER TABLE ... MODIFY {} ... NOT NULL, ALGORITHM=INPLACE, LOCK=NONE yourself",
-                    d.name(),
-                    d.quote_ident(&column.name)
-                ))
-            })?;
+            let definition = match d.table_definition_sql(&table_sql) {
+                Some(sql) => session
+                    .query(&sql, &[])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .and_then(|row| row.into_iter().last().flatten()),
+                None => None,
+            };
+            let steps = d
+                .set_not_null_steps(&table_sql, &column.name, &constraint, definition.as_deref())
+                .ok_or_else(|| {
+                    Error::input(format!(
+                        "--then-not-null {}: cannot find the column's definition on {} to restate it; \
+                         run the backfill without it and make the column NOT NULL yourself",
+                        column.name,
+                        d.name()
+                    ))
+                })?;
             let count_nulls = format!(
                 "SELECT CAST(COUNT(*) AS CHAR(20)) FROM {table_sql} WHERE {} IS NULL",
                 d.quote_ident(&column.name)
