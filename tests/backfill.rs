@@ -352,3 +352,37 @@ async fn mysql_then_not_null_uses_the_online_alter() {
     assert_eq!(state_tables(&db).await, "0");
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_starts_over_instead_of_skipping_old_state() {
+    let db = TestDb::new("bf_restart").await;
+    table(&db, 1000).await;
+    let base = args(
+        &db,
+        "n = n + 1",
+        &[
+            "--chunk-rows",
+            "100",
+            "--chunk-time",
+            "0",
+            "--workers",
+            "1",
+            "--progress",
+            "none",
+        ],
+    );
+    let out = bin()
+        .args(&base)
+        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "3")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), None, "aborted: {}", stderr(&out));
+    assert_eq!(count_where(&db, "n = 1").await, "300");
+    // --restart means a new job: the same chunks are applied again, not
+    // skipped as if the abandoned run's state rows were this run's.
+    expect_exit(&run(&with(base, &["--restart"])), 0);
+    assert_eq!(count_where(&db, "n = 2").await, "300");
+    assert_eq!(count_where(&db, "n = 1").await, "700");
+    assert_eq!(state_tables(&db).await, "0");
+    db.cleanup().await;
+}

@@ -263,6 +263,7 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
             source: table,
             phase: "backfill",
             lock_name,
+            on_fresh_start: vec![format!("DELETE FROM {state} WHERE job = '{job_id}'")],
         },
         table: display,
         update,

@@ -130,6 +130,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             source,
             phase: "copy",
             lock_name: format!("rowferry:writes:{}", target.id),
+            on_fresh_start: vec![],
         },
         target,
         key,

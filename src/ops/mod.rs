@@ -145,6 +145,10 @@ pub struct PreparedJob {
     /// catalog id of the table the job writes, not by how the URL was
     /// spelled, so no two runs can write one table at once.
     pub lock_name: String,
+    /// Run (under the job's lock) when the job starts without a checkpoint:
+    /// whatever an earlier, abandoned run of the same job left must not
+    /// count for this one (a backfill's state rows).
+    pub on_fresh_start: Vec<String>,
 }
 
 impl PreparedJob {
@@ -246,6 +250,13 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
         }
         None => {
             let mut s = job.db.session().await?;
+            for sql in &job.on_fresh_start {
+                let statement = crate::db::Statement {
+                    sql: sql.clone(),
+                    params: vec![],
+                };
+                s.transaction(std::slice::from_ref(&statement)).await?;
+            }
             (
                 Ledger::new(job.planner.upper_bound(s.as_mut()).await?),
                 now_rfc3339(),
