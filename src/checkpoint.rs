@@ -63,6 +63,11 @@ impl Ledger {
         }
     }
 
+    /// The sequence number the next issued chunk gets.
+    pub fn next_seq(&self) -> u64 {
+        self.first_seq + self.chunks.len() as u64
+    }
+
     /// Where the planner continues: the end of the last chunk handed out.
     pub fn frontier(&self) -> Option<KeyValue> {
         self.chunks
@@ -168,7 +173,7 @@ impl Checkpoint {
         let checkpoint: Checkpoint = serde_json::from_str(&text).map_err(|e| {
             Error::input(format!(
                 "checkpoint {} is corrupt ({e}); nothing was written. Move it aside and rerun \
-                 with --restart to start the job over (already copied rows are kept and skipped)",
+                 with --restart to start the job over",
                 path.display()
             ))
         })?;

@@ -79,6 +79,9 @@ enum Event {
         elapsed: Duration,
     },
     Failed(Error),
+    /// A worker is about to run this chunk: its bounds must be in the
+    /// checkpoint file first.
+    NeedDurable(u64),
 }
 
 const SAVE_EVERY: Duration = Duration::from_millis(250);
@@ -88,6 +91,12 @@ impl Pipeline {
         let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(self.workers.max(1));
         let chunk_rx = Arc::new(tokio::sync::Mutex::new(chunk_rx));
         let (event_tx, mut event_rx) = mpsc::unbounded_channel::<Event>();
+        // Chunks with a sequence number below this are in the file. A chunk
+        // only runs once its bounds are durable: after a crash, every chunk
+        // that may have committed is in the checkpoint with its exact
+        // bounds, and is re-run with them (a backfill's state row then
+        // recognises it), never re-cut differently.
+        let (durable_tx, durable_rx) = tokio::sync::watch::channel(lock(&self.ledger).next_seq());
 
         let planner = tokio::spawn(plan_chunks(
             self.db.clone(),
@@ -111,6 +120,7 @@ impl Pipeline {
                 self.stop.clone(),
                 chunk_rx.clone(),
                 event_tx.clone(),
+                durable_rx.clone(),
             )));
         }
         drop(event_tx);
@@ -143,6 +153,22 @@ impl Pipeline {
                     Some(Event::Failed(e)) => {
                         self.stop.cancel();
                         failure.get_or_insert(e);
+                    }
+                    Some(Event::NeedDurable(seq)) => {
+                        if *durable_tx.borrow() <= seq {
+                            let snapshot = lock(&self.ledger).clone();
+                            match sink.save(&snapshot) {
+                                Ok(()) => {
+                                    let _ = durable_tx.send(snapshot.next_seq());
+                                    last_save = Instant::now();
+                                    dirty = false;
+                                }
+                                Err(e) => {
+                                    self.stop.cancel();
+                                    failure.get_or_insert(e);
+                                }
+                            }
+                        }
                     }
                 },
                 _ = tick.tick() => {}
@@ -308,6 +334,7 @@ async fn work_chunks(
     stop: CancellationToken,
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
     events: mpsc::UnboundedSender<Event>,
+    mut durable: tokio::sync::watch::Receiver<u64>,
 ) {
     let mut session = RetryingSession::new(db, stats, max_retries, stop.clone());
     loop {
@@ -318,6 +345,16 @@ async fn work_chunks(
         let Some(chunk) = next else { return };
         if !throttle.admit(chunk.planned_rows, &stop).await {
             return;
+        }
+        if *durable.borrow() <= chunk.seq {
+            let _ = events.send(Event::NeedDurable(chunk.seq));
+            let saved = tokio::select! {
+                _ = stop.cancelled() => false,
+                saved = durable.wait_for(|next| *next > chunk.seq) => saved.is_ok(),
+            };
+            if !saved {
+                return;
+            }
         }
         let started = Instant::now();
         let ran = session

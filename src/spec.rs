@@ -92,14 +92,18 @@ pub struct BackfillSpec {
 /// expressions: commas inside parentheses or quotes do not split.
 pub fn parse_set(text: &str) -> Result<Vec<ColumnMap>> {
     let mut parts = Vec::new();
-    let (mut depth, mut quote, mut start) = (0i32, None::<char>, 0);
+    let (mut depth, mut quote, mut start, mut escaped) = (0i32, None::<char>, 0, false);
     for (i, c) in text.char_indices() {
         match (quote, c) {
+            // A backslash escapes the next character in MySQL strings and
+            // PostgreSQL E'' strings; a doubled quote reads as close+open.
+            (Some(_), _) if escaped => escaped = false,
+            (Some(q), '\\') if q != '`' => escaped = true,
             (Some(q), c) if c == q => quote = None,
             (Some(_), _) => {}
             (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') => depth -= 1,
+            (None, '(' | '[') => depth += 1,
+            (None, ')' | ']') => depth -= 1,
             (None, ',') if depth == 0 => {
                 parts.push(&text[start..i]);
                 start = i + 1;
@@ -217,6 +221,15 @@ mod tests {
                 ("label", "concat(a, ',', b)"),
                 ("Odd, col", "'x,y'")
             ]
+        );
+        let sets = parse_set(r"note = 'a\', n = n + 1, m = ', tags = ARRAY[1,2]").unwrap();
+        let pairs: Vec<(&str, &str)> = sets
+            .iter()
+            .map(|s| (s.column.as_str(), s.expr.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![("note", r"'a\', n = n + 1, m = '"), ("tags", "ARRAY[1,2]")]
         );
         assert_eq!(parse_set("n + 1").unwrap_err().exit_code(), 2);
         assert_eq!(parse_set("a = 1,").unwrap_err().exit_code(), 2);

@@ -386,3 +386,95 @@ async fn restart_starts_over_instead_of_skipping_old_state() {
     assert_eq!(state_tables(&db).await, "0");
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adaptive_chunks_and_parallel_workers_stay_exactly_once_across_a_crash() {
+    // Default adaptive sizing and 3 workers: a rerun would cut different
+    // chunks, so every chunk's bounds must be durable before it runs.
+    let db = TestDb::new("bf_adaptive").await;
+    table(&db, 30_000).await;
+    let base = args(
+        &db,
+        "n = n + 1",
+        &[
+            "--workers",
+            "3",
+            "--chunk-rows",
+            "500",
+            "--progress",
+            "none",
+        ],
+    );
+    let out = bin()
+        .args(&base)
+        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "6")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), None, "aborted: {}", stderr(&out));
+    // Meanwhile the application deletes and inserts rows below the range's end.
+    db.exec("DELETE FROM {s}.src WHERE id IN (4000, 4002, 20000); INSERT INTO {s}.src (id, amount) VALUES (4001, 7)").await;
+    let out = run(&base);
+    expect_exit(&out, 0);
+    assert_eq!(count_where(&db, "n > 1").await, "0", "no row updated twice");
+    assert_eq!(
+        count_where(&db, "n = 0 AND id <> 4001").await,
+        "0",
+        "no row missed"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_in_the_database_without_its_checkpoint_is_refused_not_reapplied() {
+    let db = TestDb::new("bf_leftover").await;
+    table(&db, 2000).await;
+    let base = args(
+        &db,
+        "n = n + 1",
+        &[
+            "--chunk-rows",
+            "100",
+            "--chunk-time",
+            "0",
+            "--workers",
+            "1",
+            "--progress",
+            "none",
+        ],
+    );
+    let out = bin()
+        .args(&base)
+        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "4")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), None);
+    // Another checkpoint path (another directory, a typo): refused.
+    let mut elsewhere = base.clone();
+    let at = elsewhere.iter().position(|a| a == "--checkpoint").unwrap() + 1;
+    elsewhere[at] = db.path("other.checkpoint").display().to_string();
+    let out = run(&elsewhere);
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("left its progress in the database"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(count_where(&db, "n = 1").await, "400");
+    // A checkpoint of another job: refused before the state table is made.
+    let fresh = TestDb::new("bf_foreign").await;
+    table(&fresh, 10).await;
+    std::fs::copy(db.path("bf.checkpoint"), fresh.path("bf.checkpoint")).expect("copy checkpoint");
+    let out = run(&args(&fresh, "n = 5", &["--progress", "none"]));
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("belongs to another job"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(state_tables(&fresh).await, "0");
+    fresh.cleanup().await;
+    // The right checkpoint resumes; every row ends at exactly 1.
+    expect_exit(&run(&base), 0);
+    assert_eq!(count_where(&db, "n = 1").await, "2000");
+    db.cleanup().await;
+}

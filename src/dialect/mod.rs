@@ -79,6 +79,18 @@ pub trait Dialect: Send + Sync {
     /// per committed chunk, keyed by (job, chunk).
     fn state_table_ddl(&self, table: &str) -> String;
 
+    /// Run first in a DDL step's transaction so that a long VALIDATE is
+    /// not cancelled by the chunk statement timeout.
+    fn no_statement_timeout(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Undo what a failed `set_not_null_steps` may have left (a helper
+    /// constraint that would start rejecting the application's NULLs).
+    fn undo_not_null(&self, _table: &str, _constraint: &str) -> Option<String> {
+        None
+    }
+
     /// A query whose first row's last column is the table's definition,
     /// where `set_not_null_steps` needs it (MySQL's MODIFY restates the
     /// whole column).

@@ -118,6 +118,17 @@ impl Dialect for Postgres {
         )
     }
 
+    fn no_statement_timeout(&self) -> Option<&'static str> {
+        Some("SET LOCAL statement_timeout = 0")
+    }
+
+    fn undo_not_null(&self, table: &str, constraint: &str) -> Option<String> {
+        Some(format!(
+            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+            self.quote_ident(constraint)
+        ))
+    }
+
     fn set_not_null_steps(
         &self,
         table: &str,

@@ -4,7 +4,7 @@
 //! (committed, but not yet in the checkpoint file) finds its row and
 //! changes nothing: `SET n = n + 1` is applied once.
 
-use super::{ChunkSql, PreparedJob, inspect, run_job};
+use super::{ChunkSql, PreparedJob, SideState, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::{self, Database, Session, SessionSettings, Statement};
 use crate::dialect::{state_exists_sql, state_mark_sql, update_chunk_sql};
@@ -28,9 +28,9 @@ pub async fn run(spec: &BackfillSpec, opts: &RunOptions) -> Result<()> {
         opts.max_retries,
         CancellationToken::new(),
     );
-    run_statement(&mut ddl, plan.create_state.clone()).await?;
     // Interrupted or failed runs keep their state rows: the rerun needs them.
-    run_job(plan.job, opts).await?;
+    // The job's lock is held until cleanup and --then-not-null are done.
+    let _lock = run_job(plan.job, opts).await?;
     run_statement(&mut ddl, plan.clear_state).await?;
     let others = query(&mut ddl, &plan.state_rows).await?;
     if others.is_empty() {
@@ -56,11 +56,17 @@ pub async fn run(spec: &BackfillSpec, opts: &RunOptions) -> Result<()> {
             refused.after_writes = true;
             return Err(refused);
         }
+        let prefix: Vec<String> = not_null.no_timeout.iter().cloned().collect();
         for sql in not_null.steps {
-            run_statement(&mut ddl, sql).await.map_err(|e| {
+            let statements = prefix.iter().cloned().chain([sql]).collect();
+            if let Err(e) = run_statements(&mut ddl, statements).await {
+                // Never leave a helper constraint that rejects NULLs behind.
+                if let Some(undo) = not_null.undo.clone() {
+                    let _ = run_statements(&mut ddl, vec![undo]).await;
+                }
                 // MySQL 1845/1846: no online path; it would copy the table
                 // (or block writers), which rowferry never does for you.
-                if matches!(e.code.as_deref(), Some("1845" | "1846")) {
+                return Err(if matches!(e.code.as_deref(), Some("1845" | "1846")) {
                     Error::fatal(format!(
                         "--then-not-null {}: the server cannot change the column online \
                          (ALGORITHM=INPLACE, LOCK=NONE refused: {}); the backfill itself is complete. \
@@ -68,9 +74,12 @@ pub async fn run(spec: &BackfillSpec, opts: &RunOptions) -> Result<()> {
                         not_null.column, e.message
                     ))
                 } else {
-                    e
-                }
-            })?;
+                    e.context(format!(
+                        "--then-not-null {} (the column was left nullable)",
+                        not_null.column
+                    ))
+                });
+            }
         }
         eprintln!(
             "rowferry: {} of {} is now NOT NULL",
@@ -88,6 +97,22 @@ async fn query(session: &mut RetryingSession, sql: &str) -> Result<Vec<crate::db
         })
         .await?;
     Ok(rows.unwrap_or_default())
+}
+
+async fn run_statements(session: &mut RetryingSession, sqls: Vec<String>) -> Result<()> {
+    session
+        .run(|s| {
+            let statements: Vec<Statement> = sqls
+                .iter()
+                .map(|sql| Statement {
+                    sql: sql.clone(),
+                    params: vec![],
+                })
+                .collect();
+            Box::pin(async move { s.transaction(&statements).await.map(|_| ()) })
+        })
+        .await
+        .map(|_| ())
 }
 
 /// One statement with the job's retries (DDL waits at most --lock-timeout
@@ -115,8 +140,6 @@ pub struct BackfillPlan {
     pub table: String,
     /// The UPDATE a chunk runs (shown by `rowferry plan`).
     pub update: ChunkSql,
-    /// Before the first chunk: the state table (nothing is written earlier).
-    pub create_state: String,
     /// After success: delete this job's state rows, and drop the state
     /// table when no other job's rows remain in it.
     pub clear_state: String,
@@ -130,6 +153,10 @@ pub struct NotNull {
     pub column: String,
     pub count_nulls: String,
     pub steps: Vec<String>,
+    /// Run first in each step's transaction (no statement timeout).
+    pub no_timeout: Option<String>,
+    /// Run if a step fails.
+    pub undo: Option<String>,
 }
 
 /// Connect, read the table, resolve key and `--set`, have the server check
@@ -224,6 +251,8 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
                 column: column.name.clone(),
                 count_nulls,
                 steps,
+                no_timeout: d.no_statement_timeout().map(String::from),
+                undo: d.undo_not_null(&table_sql, &constraint),
             })
         }
     };
@@ -263,11 +292,14 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
             source: table,
             phase: "backfill",
             lock_name,
-            on_fresh_start: vec![format!("DELETE FROM {state} WHERE job = '{job_id}'")],
+            side_state: SideState {
+                setup: vec![d.state_table_ddl(&state)],
+                restart: vec![format!("DELETE FROM {state} WHERE job = '{job_id}'")],
+                leftovers: Some(format!("SELECT job FROM {state} WHERE job = '{job_id}'")),
+            },
         },
         table: display,
         update,
-        create_state: d.state_table_ddl(&state),
         // The job id is a hex fingerprint: safe to write into SQL.
         clear_state: format!("DELETE FROM {state} WHERE job = '{job_id}'"),
         state_rows: format!("SELECT job FROM {state}"),

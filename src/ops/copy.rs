@@ -21,7 +21,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
             plan.unwritten_source_columns.join(", ")
         );
     }
-    run_job(plan.job, opts).await
+    run_job(plan.job, opts).await.map(|_lock| ())
 }
 
 /// Everything decided before the first row moves; `plan` shows it.
@@ -130,7 +130,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             source,
             phase: "copy",
             lock_name: format!("rowferry:writes:{}", target.id),
-            on_fresh_start: vec![],
+            side_state: Default::default(),
         },
         target,
         key,

@@ -145,10 +145,28 @@ pub struct PreparedJob {
     /// catalog id of the table the job writes, not by how the URL was
     /// spelled, so no two runs can write one table at once.
     pub lock_name: String,
-    /// Run (under the job's lock) when the job starts without a checkpoint:
-    /// whatever an earlier, abandoned run of the same job left must not
-    /// count for this one (a backfill's state rows).
-    pub on_fresh_start: Vec<String>,
+    /// Side state the job keeps in the database (a backfill's state rows).
+    pub side_state: SideState,
+}
+
+/// SQL for the state a job keeps beside its checkpoint. Every statement
+/// runs under the job's lock, after the checkpoint was accepted.
+#[derive(Debug, Clone, Default)]
+pub struct SideState {
+    /// Before any chunk (e.g. CREATE TABLE IF NOT EXISTS).
+    pub setup: Vec<String>,
+    /// On `--restart`: forget what an earlier run of this job recorded.
+    pub restart: Vec<String>,
+    /// Without a checkpoint and without `--restart`: rows returned here
+    /// mean an earlier run's state exists, and starting fresh could apply
+    /// its chunks twice; the run is refused.
+    pub leftovers: Option<String>,
+}
+
+/// Held while a job runs; dropping it releases the one-run-per-job lock.
+/// Returned by `run_job` so that finishing steps run under it too.
+pub struct JobLock {
+    _session: Box<dyn Session>,
 }
 
 impl PreparedJob {
@@ -176,7 +194,7 @@ impl LedgerSink for CheckpointFile {
 }
 
 /// Run a prepared job to the end, an interruption, or a failure.
-pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
+pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
     let d = job.db.dialect();
     let path = job.checkpoint_path(opts);
 
@@ -235,8 +253,33 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
                 None,
             )
             .print(opts.json);
-            return Ok(());
+            return Ok(JobLock {
+                _session: lock_session,
+            });
         }
+    }
+
+    let mut s = job.db.session().await?;
+    for sql in &job.side_state.setup {
+        execute(s.as_mut(), sql).await?;
+    }
+    if existing.is_none() && opts.restart {
+        for sql in &job.side_state.restart {
+            execute(s.as_mut(), sql).await?;
+        }
+    }
+    let leftovers = match (&existing, opts.restart, &job.side_state.leftovers) {
+        (None, false, Some(sql)) => !s.query(sql, &[]).await?.is_empty(),
+        _ => false,
+    };
+    if leftovers {
+        return Err(Error::input(format!(
+            "an earlier run of this job left its progress in the database, but there is no \
+             checkpoint at {}: starting afresh could apply some chunks twice. Rerun with that \
+             run's --checkpoint (and from its directory), or pass --restart to start this job \
+             over on purpose",
+            path.display()
+        )));
     }
 
     let resumed = existing.is_some();
@@ -248,20 +291,10 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
             );
             (cp.ledger, cp.started_at)
         }
-        None => {
-            let mut s = job.db.session().await?;
-            for sql in &job.on_fresh_start {
-                let statement = crate::db::Statement {
-                    sql: sql.clone(),
-                    params: vec![],
-                };
-                s.transaction(std::slice::from_ref(&statement)).await?;
-            }
-            (
-                Ledger::new(job.planner.upper_bound(s.as_mut()).await?),
-                now_rfc3339(),
-            )
-        }
+        None => (
+            Ledger::new(job.planner.upper_bound(s.as_mut()).await?),
+            now_rfc3339(),
+        ),
     };
     let mut sink = CheckpointFile {
         path: path.clone(),
@@ -336,7 +369,6 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
     let outcome = pipeline.run(&mut sink).await;
     reporting_done.cancel();
     let _ = reporting.await;
-    drop(lock_session);
 
     let elapsed = started.elapsed().as_secs_f64();
     let final_ledger = lock(&ledger).clone();
@@ -358,7 +390,20 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<()> {
         error,
     )
     .print(opts.json);
-    result
+    result.map(|()| JobLock {
+        _session: lock_session,
+    })
+}
+
+async fn execute(session: &mut dyn Session, sql: &str) -> Result<()> {
+    let statement = crate::db::Statement {
+        sql: sql.to_string(),
+        params: vec![],
+    };
+    session
+        .transaction(std::slice::from_ref(&statement))
+        .await
+        .map(|_| ())
 }
 
 /// The end-of-run summary: this run's share is the difference between the
