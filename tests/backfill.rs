@@ -143,11 +143,6 @@ async fn kill_9_mid_backfill_then_rerun_applies_each_row_once() {
     db.cleanup().await;
 }
 
-fn with(mut a: Vec<String>, extra: &[&str]) -> Vec<String> {
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
 async fn where_and_high_watermark(db: TestDb) {
     table(&db, 2000).await;
     let pause = db.path("pause");

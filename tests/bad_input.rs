@@ -19,24 +19,6 @@ async fn tables(db: &TestDb) {
     .await;
 }
 
-/// Run, expect exit 2 with `needle` in stderr, and nothing written.
-async fn refused(db: &TestDb, args: Vec<String>, needle: &str) -> String {
-    let out = run(&args);
-    let err = stderr(&out);
-    expect_exit(&out, 2);
-    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
-    assert!(err.contains("nothing was written"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(db.count("dst").await, 0, "target untouched");
-    assert!(!db.path("job.checkpoint").exists(), "no checkpoint written");
-    err
-}
-
-fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_tables_columns_and_keys() {
     let db = TestDb::new("badnames").await;

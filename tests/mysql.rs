@@ -5,11 +5,6 @@
 mod common;
 use common::*;
 
-fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
 /// Copy in fixed chunks of `chunk` rows with 3 workers; expect success.
 fn copy(db: &TestDb, src: &str, dst: &str, chunk: u32, extra: &[&str]) -> serde_json::Value {
     let mut args = db.copy_args(src, dst);
@@ -377,18 +372,6 @@ async fn hostile_identifiers_are_quoted() {
         .await
     );
     db.cleanup().await;
-}
-
-/// Expect exit 2, `needle` in stderr, and nothing written.
-async fn refused(db: &TestDb, args: Vec<String>, needle: &str) -> String {
-    let out = run(&args);
-    let err = stderr(&out);
-    expect_exit(&out, 2);
-    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
-    assert!(err.contains("nothing was written"), "{err}");
-    assert_eq!(db.count("dst").await, 0);
-    assert!(!db.path("job.checkpoint").exists());
-    err
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,11 +22,6 @@ async fn assert_equal(db: &TestDb) {
     );
 }
 
-fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
 fn checkpoint_json(db: &TestDb) -> serde_json::Value {
     let text = std::fs::read_to_string(db.path("job.checkpoint")).expect("checkpoint file");
     serde_json::from_str(&text).expect("checkpoint JSON")

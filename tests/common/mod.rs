@@ -257,6 +257,27 @@ impl Drop for TestDb {
     }
 }
 
+/// `args` followed by `extra`.
+pub fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Run a copy that must be refused: exit 2, `needle` in the message,
+/// "nothing was written", no panic, the target `dst` empty and no
+/// checkpoint file.
+pub async fn refused(db: &TestDb, args: Vec<String>, needle: &str) -> String {
+    let out = run(&args);
+    let err = stderr(&out);
+    expect_exit(&out, 2);
+    assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(db.count("dst").await, 0, "target untouched");
+    assert!(!db.path("job.checkpoint").exists(), "no checkpoint written");
+    err
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rowferry"))
 }
