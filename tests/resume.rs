@@ -304,3 +304,47 @@ async fn lock_timeouts_are_retried_until_the_blocker_commits() {
     assert_equal(&db).await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_the_lock_connection_stops_the_job_with_its_checkpoint() {
+    let db = TestDb::new("locklost").await;
+    orders(&db, 1000).await;
+    let pause = db.path("pause");
+    std::fs::write(&pause, "").expect("pause file");
+    let base = with(
+        db.copy_args("src", "dst"),
+        &["--chunk-rows", "100", "--chunk-time", "0"],
+    );
+    let mut running = Running::start(&with(
+        base.clone(),
+        &["--pause-file", pause.to_str().unwrap()],
+    ));
+    running.wait_for_progress(|p| p["throttled"] == "pause-file");
+    // Kill exactly the backend that holds this job's advisory lock.
+    let killed = db
+        .scalar(
+            "WITH k AS (SELECT ('x' || left(md5('rowferry:writes:' || '{s}.dst'::regclass::oid::text), 16))::bit(64)::bigint AS v)
+             SELECT count(pg_terminate_backend(l.pid))::text FROM pg_locks l, k
+             WHERE l.locktype = 'advisory' AND l.classid::text::bigint = ((k.v >> 32) & 4294967295)
+               AND l.objid::text::bigint = (k.v & 4294967295)",
+        )
+        .await;
+    assert_eq!(killed, "1", "the lock's backend");
+    let (code, err) = running.finish();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("lost the connection that held the job's lock"),
+        "{err}"
+    );
+    // The checkpoint is intact: a rerun resumes and finishes.
+    std::fs::remove_file(&pause).expect("unpause");
+    let out = run(&with(base, &["--progress", "none"]));
+    expect_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("resuming from checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert_equal(&db).await;
+    db.cleanup().await;
+}

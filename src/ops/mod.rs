@@ -166,7 +166,40 @@ pub struct SideState {
 /// Held while a job runs; dropping it releases the one-run-per-job lock.
 /// Returned by `run_job` so that finishing steps run under it too.
 pub struct JobLock {
-    _session: Box<dyn Session>,
+    /// Owns the lock's session and checks it stays alive.
+    watcher: tokio::task::JoinHandle<()>,
+    /// Cancelled if the lock's connection was lost (the lock with it).
+    pub lost: CancellationToken,
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        // Ends the task, which closes the session: the server releases
+        // the lock.
+        self.watcher.abort();
+    }
+}
+
+const LOCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl JobLock {
+    /// Keep the lock's session and look at it every few seconds: a lock
+    /// lives exactly as long as its connection, so a dead connection means
+    /// another run could start, and this one must stop.
+    fn watch(mut session: Box<dyn Session>) -> JobLock {
+        let lost = CancellationToken::new();
+        let flag = lost.clone();
+        let watcher = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LOCK_CHECK_EVERY).await;
+                if session.query("SELECT 1", &[]).await.is_err() {
+                    flag.cancel();
+                    return;
+                }
+            }
+        });
+        JobLock { watcher, lost }
+    }
 }
 
 impl PreparedJob {
@@ -253,9 +286,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
                 None,
             )
             .print(opts.json);
-            return Ok(JobLock {
-                _session: lock_session,
-            });
+            return Ok(JobLock::watch(lock_session));
         }
     }
 
@@ -339,6 +370,16 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
 
     let stop = CancellationToken::new();
     watch_signals(stop.clone());
+    let job_lock = JobLock::watch(lock_session);
+    let lock_lost = job_lock.lost.clone();
+    let stop_on_loss = stop.clone();
+    tokio::spawn(async move {
+        lock_lost.cancelled().await;
+        eprintln!(
+            "rowferry: the connection holding the job's lock was lost; stopping after the chunks in flight"
+        );
+        stop_on_loss.cancel();
+    });
     let reporter = Reporter::new(
         opts.progress,
         job.phase,
@@ -374,6 +415,14 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
     let final_ledger = lock(&ledger).clone();
     let (status, result) = match outcome {
         Outcome::Done => ("done", Ok(())),
+        Outcome::Interrupted if job_lock.lost.is_cancelled() => (
+            "failed",
+            Err(Error::fatal(
+                "lost the connection that held the job's lock, so another run could have \
+                 started: stopped after the chunks in flight, checkpoint saved. Rerun the same \
+                 command to resume",
+            )),
+        ),
         Outcome::Interrupted => ("interrupted", Err(Error::interrupted())),
         Outcome::Failed(e) => ("failed", Err(e)),
     };
@@ -390,9 +439,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
         error,
     )
     .print(opts.json);
-    result.map(|()| JobLock {
-        _session: lock_session,
-    })
+    result.map(|()| job_lock)
 }
 
 async fn execute(session: &mut dyn Session, sql: &str) -> Result<()> {
