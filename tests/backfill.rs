@@ -80,12 +80,7 @@ async fn exactly_once_across_a_crash(db: TestDb) {
             "none",
         ],
     );
-    let out = bin()
-        .args(&base)
-        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "7")
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), None, "aborted: {}", stderr(&out));
+    run_crashing_after(&base, 7);
     // Seven chunks committed; the checkpoint knows at most six.
     assert_eq!(count_where(&db, "n = 1").await, "700");
     assert_eq!(state_tables(&db).await, "1");
@@ -366,12 +361,7 @@ async fn restart_starts_over_instead_of_skipping_old_state() {
             "none",
         ],
     );
-    let out = bin()
-        .args(&base)
-        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "3")
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), None, "aborted: {}", stderr(&out));
+    run_crashing_after(&base, 3);
     assert_eq!(count_where(&db, "n = 1").await, "300");
     // --restart means a new job: the same chunks are applied again, not
     // skipped as if the abandoned run's state rows were this run's.
@@ -400,12 +390,7 @@ async fn adaptive_chunks_and_parallel_workers_stay_exactly_once_across_a_crash()
             "none",
         ],
     );
-    let out = bin()
-        .args(&base)
-        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "6")
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), None, "aborted: {}", stderr(&out));
+    run_crashing_after(&base, 6);
     // Meanwhile the application deletes and inserts rows below the range's end.
     db.exec("DELETE FROM {s}.src WHERE id IN (4000, 4002, 20000); INSERT INTO {s}.src (id, amount) VALUES (4001, 7)").await;
     let out = run(&base);
@@ -437,12 +422,7 @@ async fn progress_in_the_database_without_its_checkpoint_is_refused_not_reapplie
             "none",
         ],
     );
-    let out = bin()
-        .args(&base)
-        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "4")
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), None);
+    run_crashing_after(&base, 4);
     // Another checkpoint path (another directory, a typo): refused.
     let mut elsewhere = base.clone();
     let at = elsewhere.iter().position(|a| a == "--checkpoint").unwrap() + 1;

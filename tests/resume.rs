@@ -77,13 +77,7 @@ async fn crash_right_after_a_commit_is_not_recorded_and_the_rerun_is_exact() {
             "none",
         ],
     );
-    let out = bin()
-        .args(&base)
-        .env("ROWFERRY_CRASH_AFTER_CHUNKS", "5")
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), None, "aborted: {}", stderr(&out));
-    assert!(stderr(&out).contains("ROWFERRY_CRASH_AFTER_CHUNKS=5"));
+    run_crashing_after(&base, 5);
     // Chunk 5 committed, and the checkpoint does not know it yet.
     let copied = db.count("dst").await as u64;
     assert!(copied >= 500, "five chunks committed, got {copied}");

@@ -278,6 +278,30 @@ pub async fn refused(db: &TestDb, args: Vec<String>, needle: &str) -> String {
     err
 }
 
+/// Run with `ROWFERRY_CRASH_AFTER_CHUNKS=chunks` (an abort right after
+/// that many commits, before the checkpoint records the last one) and
+/// assert that the process died that way.
+pub fn run_crashing_after(args: &[String], chunks: u32) -> Output {
+    let out = bin()
+        .args(args)
+        .env("ROWFERRY_CRASH_AFTER_CHUNKS", chunks.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rowferry");
+    assert_eq!(
+        out.status.code(),
+        None,
+        "expected an abort: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!("ROWFERRY_CRASH_AFTER_CHUNKS={chunks} reached")),
+        "{}",
+        stderr(&out)
+    );
+    out
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rowferry"))
 }
