@@ -70,6 +70,7 @@ fn chunk_sql(c: &mut Criterion) {
         nullable: false,
         generated: false,
         identity_always: false,
+        has_default: false,
     };
     let key = Key {
         columns: vec![col("tenant", "integer"), col("id", "bigint")],

@@ -33,10 +33,17 @@ pub enum Command {
     Plan(PlanArgs),
     /// Show a job's progress from its checkpoint file.
     Status(StatusArgs),
+    /// Dual-write triggers that mirror every write on --table into
+    /// --target-table: install, remove, or show them.
+    Sync(SyncArgs),
+    /// Compare --table and --target-table chunk by chunk with checksums;
+    /// name every differing key. Exit 3 on any difference.
+    Verify(VerifyArgs),
 }
 
+/// The two tables of a copy, sync or verify, and how rows map between them.
 #[derive(Args, Debug, Clone)]
-pub struct CopyArgs {
+pub struct PairArgs {
     /// Source connection URL (postgres://user:password@host:port/db).
     #[arg(long, value_name = "URL")]
     pub source: String,
@@ -52,14 +59,52 @@ pub struct CopyArgs {
     /// Fill target column COL with the source SQL expression EXPR.
     #[arg(long = "map", value_name = "COL=EXPR")]
     pub maps: Vec<String>,
-    /// Copy only source rows matching this SQL condition.
+    /// Only source rows matching this SQL condition.
     #[arg(long = "where", value_name = "SQL")]
     pub where_sql: Option<String>,
     /// Key columns to cut chunks on (NOT NULL, unique); default: primary key.
     #[arg(long, value_name = "COL[,COL]", value_delimiter = ',')]
     pub key: Option<Vec<String>>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CopyArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+    /// Install sync triggers first, so that writes during and after the
+    /// copy reach the target; they stay installed afterwards.
+    #[arg(long)]
+    pub dual_write: bool,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SyncArgs {
+    #[arg(value_enum)]
+    pub action: ops::sync::SyncAction,
+    #[command(flatten)]
+    pub pair: PairArgs,
+    /// Give up waiting for the table's lock after this long (then retry).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Retries when the lock cannot be had.
+    #[arg(long, default_value_t = 10)]
+    pub max_retries: u32,
+    /// Print the state as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+    /// List at most this many differing keys (bisecting stops there).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_differences: u64,
+    #[command(flatten)]
+    pub chunks: ChunkArgs,
 }
 
 /// The flags of `copy` and `backfill` together; `--set` makes it a
@@ -86,6 +131,9 @@ pub struct PlanArgs {
     pub key: Option<Vec<String>>,
     #[arg(long, value_name = "COL")]
     pub then_not_null: Option<String>,
+    /// Plan a copy with dual-write triggers.
+    #[arg(long, conflicts_with = "set")]
+    pub dual_write: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -107,7 +155,7 @@ impl PlanArgs {
                 ops::plan::backfill(&args.spec()?, &opts).await
             }
             (None, Some(target_table)) => {
-                let args = CopyArgs {
+                let pair = PairArgs {
                     source: self.source,
                     target: self.target,
                     table: self.table,
@@ -115,9 +163,8 @@ impl PlanArgs {
                     maps: self.maps,
                     where_sql: self.where_sql,
                     key: self.key,
-                    run: self.run,
                 };
-                ops::plan::copy(&args.spec()?, &opts).await
+                ops::plan::copy(&pair.spec(SameDatabase::Required, self.dual_write)?, &opts).await
             }
             (None, None) => Err(Error::input(
                 "plan needs --target-table (to plan a copy) or --set (to plan a backfill)",
@@ -171,8 +218,23 @@ impl BackfillArgs {
     }
 }
 
+/// The flags of every chunked job that writes: chunking, throttling and
+/// progress, plus the checkpoint.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub chunks: ChunkArgs,
+    /// Checkpoint file (default: named after the job, in the current directory).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Ignore an existing checkpoint and start over.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+/// How chunks are sized, throttled, timed out and reported.
+#[derive(Args, Debug, Clone)]
+pub struct ChunkArgs {
     /// Parallel chunk workers, each with its own connection.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
@@ -194,12 +256,6 @@ pub struct RunArgs {
     /// No chunk starts while this file exists.
     #[arg(long, value_name = "PATH")]
     pub pause_file: Option<PathBuf>,
-    /// Checkpoint file (default: named after the job, in the current directory).
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
-    /// Ignore an existing checkpoint and start over.
-    #[arg(long)]
-    pub restart: bool,
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -234,8 +290,16 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("{e} (write e.g. 500ms, 2s, 1m)"))
 }
 
-impl CopyArgs {
-    pub fn spec(&self) -> Result<CopySpec> {
+/// Whether `--target` may name another database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameDatabase {
+    Required,
+    /// Verify compares across databases of one engine.
+    NotRequired,
+}
+
+impl PairArgs {
+    pub fn spec(&self, same: SameDatabase, dual_write: bool) -> Result<CopySpec> {
         let source = DbUrl::parse(&self.source).map_err(|e| e.context("--source"))?;
         let target = self
             .target
@@ -243,14 +307,19 @@ impl CopyArgs {
             .map(DbUrl::parse)
             .transpose()
             .map_err(|e| e.context("--target"))?;
-        if let Some(t) = target
-            .as_ref()
-            .filter(|t| t.identity() != source.identity())
-        {
-            return Err(Error::input(format!(
-                "--target {t} is another server or database than --source {source}; this \
-                 version copies within one database. Leave out --target to copy there"
-            )));
+        if let Some(t) = target.as_ref() {
+            if same == SameDatabase::Required && t.identity() != source.identity() {
+                return Err(Error::input(format!(
+                    "--target {t} is another server or database than --source {source}; this \
+                     version copies within one database. Leave out --target to copy there"
+                )));
+            }
+            if t.engine != source.engine {
+                return Err(Error::input(format!(
+                    "--target {t} is another engine than --source {source}; this version \
+                     compares tables on one engine"
+                )));
+            }
         }
         let where_sql = match self.where_sql.as_deref().map(str::trim) {
             Some("") => {
@@ -273,11 +342,22 @@ impl CopyArgs {
                 .collect::<Result<_>>()?,
             where_sql,
             key: self.key.clone(),
+            dual_write,
         })
     }
 }
 
 impl RunArgs {
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            checkpoint: self.checkpoint.clone(),
+            restart: self.restart,
+            ..self.chunks.options()
+        }
+    }
+}
+
+impl ChunkArgs {
     pub fn options(&self) -> RunOptions {
         RunOptions {
             workers: usize::from(self.workers),
@@ -287,14 +367,27 @@ impl RunArgs {
             max_chunk_bytes: self.max_chunk_bytes,
             max_rows_per_sec: self.max_rows_per_sec,
             pause_file: self.pause_file.clone(),
-            checkpoint: self.checkpoint.clone(),
-            restart: self.restart,
+            checkpoint: None,
+            restart: false,
             progress: self.progress,
             json: self.json,
             lock_timeout: self.lock_timeout,
             statement_timeout: self.statement_timeout,
             max_retries: self.max_retries,
         }
+    }
+}
+
+impl SyncArgs {
+    async fn run(self) -> Result<()> {
+        let spec = self.pair.spec(SameDatabase::Required, false)?;
+        let opts = RunOptions {
+            lock_timeout: self.lock_timeout,
+            max_retries: self.max_retries,
+            json: self.json,
+            ..RunOptions::for_ddl()
+        };
+        ops::sync::run(self.action, &spec, &opts).await
     }
 }
 
@@ -313,15 +406,23 @@ pub fn main() -> i32 {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Copy(args) => ops::copy::run(&args.spec()?, &args.run.options()).await,
+            Command::Copy(args) => {
+                let spec = args.pair.spec(SameDatabase::Required, args.dual_write)?;
+                ops::copy::run(&spec, &args.run.options()).await
+            }
             Command::Backfill(args) => ops::backfill::run(&args.spec()?, &args.run.options()).await,
             Command::Plan(args) => args.run().await,
             Command::Status(args) => ops::status::run(&args.checkpoint, args.json),
+            Command::Sync(args) => args.run().await,
+            Command::Verify(args) => {
+                let spec = args.pair.spec(SameDatabase::NotRequired, false)?;
+                ops::verify::run(&spec, &args.chunks.options(), args.max_differences).await
+            }
         }
     });
     match result {
         Ok(()) => 0,
-        Err(e) if e.kind == ErrorKind::Interrupted => {
+        Err(e) if matches!(e.kind, ErrorKind::Interrupted | ErrorKind::Differences) => {
             eprintln!("rowferry: {e}");
             e.exit_code()
         }

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Fatal,
     /// SIGINT / SIGTERM: the checkpoint was saved (exit 130).
     Interrupted,
+    /// `verify` found rows that differ (exit 3): an answer, not a failure.
+    Differences,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -67,6 +69,7 @@ impl Error {
             ErrorKind::Input => 2,
             ErrorKind::Retryable | ErrorKind::Fatal => 1,
             ErrorKind::Interrupted => 130,
+            ErrorKind::Differences => 3,
         }
     }
 

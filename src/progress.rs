@@ -218,6 +218,9 @@ pub struct Summary {
     pub resumed: bool,
     pub checkpoint: String,
     pub error: Option<String>,
+    /// What the job leaves in place (e.g. dual-write triggers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Summary {
@@ -242,5 +245,8 @@ impl Summary {
             self.slowest_chunk_s,
             self.checkpoint
         );
+        if let Some(note) = &self.note {
+            eprintln!("{}: {note}", self.operation);
+        }
     }
 }

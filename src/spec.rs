@@ -75,6 +75,8 @@ pub struct CopySpec {
     pub maps: Vec<ColumnMap>,
     pub where_sql: Option<String>,
     pub key: Option<Vec<String>>,
+    /// Install sync triggers first (and read rows under share locks).
+    pub dual_write: bool,
 }
 
 /// A backfill job: `UPDATE table SET sets WHERE where`, in chunks.
@@ -145,6 +147,27 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// For a step that only runs DDL (sync install/remove): defaults that
+    /// the chunk flags would give, one connection at a time.
+    pub fn for_ddl() -> Self {
+        RunOptions {
+            workers: 1,
+            chunk_rows: 1000,
+            chunk_time: Duration::from_millis(500),
+            max_chunk_rows: 100_000,
+            max_chunk_bytes: 16 << 20,
+            max_rows_per_sec: None,
+            pause_file: None,
+            checkpoint: None,
+            restart: false,
+            progress: ProgressMode::None,
+            json: false,
+            lock_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(60),
+            max_retries: 10,
+        }
+    }
+
     /// The chunk sizer for a table whose rows take about `row_bytes`.
     /// Chunks are capped in rows, in bytes, and to one second's worth of
     /// the rate limit (the throttle admits a chunk in one go).

@@ -97,6 +97,10 @@ pub struct Column {
     pub generated: bool,
     /// GENERATED ALWAYS AS IDENTITY: writing it needs an override clause.
     pub identity_always: bool,
+    /// An INSERT that leaves it out still fills it: a DEFAULT, an identity
+    /// or serial, AUTO_INCREMENT, or a generated column.
+    #[serde(default)]
+    pub has_default: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +266,7 @@ mod tests {
             nullable,
             generated: false,
             identity_always: false,
+            has_default: false,
         }
     }
 

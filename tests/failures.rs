@@ -1,5 +1,7 @@
 //! A unique violation on anything but the copy key stops the job (exit 1),
 //! names the constraint and the chunk, drops no row, and resumes once fixed.
+//! (Duplicates within the source are refused before the copy starts, see
+//! tests/preflight.rs; here the conflict is with a row already in the target.)
 
 mod common;
 use common::*;
@@ -10,8 +12,8 @@ async fn unique_violation_on_another_key_stops_the_job_and_drops_nothing() {
     db.exec(
         "CREATE TABLE {s}.src (id int PRIMARY KEY, email text NOT NULL);
          INSERT INTO {s}.src SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 2000) g;
-         UPDATE {s}.src SET email = 'user10@example.com' WHERE id = 1500;
-         CREATE TABLE {s}.dst (id int PRIMARY KEY, email text NOT NULL CONSTRAINT dst_email_unique UNIQUE);",
+         CREATE TABLE {s}.dst (id int PRIMARY KEY, email text NOT NULL CONSTRAINT dst_email_unique UNIQUE);
+         INSERT INTO {s}.dst VALUES (100000, 'user1500@example.com');",
     )
     .await;
     let mut args = db.copy_args("src", "dst");
@@ -48,8 +50,7 @@ async fn unique_violation_on_another_key_stops_the_job_and_drops_nothing() {
     );
 
     // Fix the data, rerun: it resumes and every row arrives.
-    db.exec("UPDATE {s}.src SET email = 'user1500@example.com' WHERE id = 1500")
-        .await;
+    db.exec("DELETE FROM {s}.dst WHERE id = 100000").await;
     let out = run(&args);
     expect_exit(&out, 0);
     assert!(stderr(&out).contains("resuming from checkpoint"));

@@ -3,8 +3,11 @@
 //! the statements (keyset ranges, boundary probes, the chunk copy) are built
 //! here once; a dialect only supplies the pieces that differ per engine.
 
+pub mod checksum;
 pub mod mysql;
 pub mod postgres;
+pub mod sync;
+pub mod types;
 
 use crate::table::{Column, Key};
 
@@ -59,7 +62,8 @@ pub trait Dialect: Send + Sync {
     /// (schema, name) -> (schema, name, kind, table_id); kind is "table",
     /// "view" or another word for what cannot be copied.
     fn find_table_sql(&self) -> &'static str;
-    /// (table_id) -> (name, type, nullable, generated, identity_always)
+    /// (table_id) -> (name, type, nullable, generated, identity_always,
+    /// has_default)
     fn columns_sql(&self) -> &'static str;
     /// (table_id) -> (index name, is primary, JSON array of column names)
     fn unique_indexes_sql(&self) -> &'static str;
@@ -74,6 +78,37 @@ pub trait Dialect: Send + Sync {
     fn unusable_key_reason(&self, _column: &Column) -> Option<&'static str> {
         None
     }
+
+    // Pre-flight checks (shared shapes in types.rs).
+
+    /// What values a column of this type (as the catalog spells it) holds.
+    fn type_shape(&self, _data_type: &str) -> types::TypeShape {
+        types::TypeShape::Other
+    }
+
+    /// The length of a text expression in characters or bytes.
+    fn length_sql(&self, expr: &str, unit: types::LengthUnit) -> String {
+        match unit {
+            types::LengthUnit::Chars => format!("CHAR_LENGTH({expr})"),
+            types::LengthUnit::Bytes => format!("OCTET_LENGTH({expr})"),
+        }
+    }
+
+    /// `expr` converted to a temporal column type as an INSERT would, NULL
+    /// where that type cannot hold it; None where there is no such cast.
+    fn temporal_cast_sql(&self, _expr: &str, _data_type: &str) -> Option<String> {
+        None
+    }
+
+    /// A floating-point value as the exact decimal an INSERT into a decimal
+    /// column converts it to.
+    fn float_as_decimal_sql(&self, expr: &str) -> String {
+        expr.to_string()
+    }
+
+    /// A JSON array (as text) of text expressions: several values read
+    /// back in one cell, e.g. one row's whole key from an aggregate.
+    fn json_text_array(&self, items: &[String]) -> String;
 
     /// `CREATE TABLE IF NOT EXISTS` for a backfill's state table: one row
     /// per committed chunk, keyed by (job, chunk).
@@ -109,6 +144,46 @@ pub trait Dialect: Send + Sync {
     ) -> Option<Vec<String>> {
         None
     }
+
+    // Dual-write sync triggers (shared shapes in sync.rs).
+
+    /// The objects that mirror the source's writes into the target, in
+    /// creation order.
+    fn sync_objects(&self, s: &sync::SyncTriggers) -> Vec<sync::SyncObject>;
+
+    /// (schema, table, base name) -> (kind, name, body) of the sync
+    /// objects on that table: every `rowferry_sync_` trigger, and the
+    /// objects named after the base name.
+    fn sync_catalog_sql(&self) -> &'static str;
+
+    /// Statements that drop a sync's objects, each `IF EXISTS`.
+    fn sync_drop_sql(&self, source: &str, source_schema: &str, name: &str) -> Vec<String>;
+
+    /// (schema, table) -> names of foreign keys whose cascades change the
+    /// table's rows without firing its triggers, where the engine has them.
+    fn untriggered_writes_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether DDL runs inside a transaction (all of a sync's objects
+    /// appear at once) or commits statement by statement.
+    fn transactional_ddl(&self) -> bool;
+
+    // Checksums (shared shapes in checksum.rs).
+
+    /// A value in a canonical text form that is equal on both sides for
+    /// equal values. With `cast`, `expr` is first converted to `column`'s
+    /// type, as the INSERT would.
+    fn canonical_value(&self, expr: &str, column: &Column, cast: bool) -> String;
+
+    /// One text per row from canonical values; NULL and '' stay distinct.
+    fn row_text(&self, values: &[String]) -> String;
+
+    /// Order-independent aggregate of the rows' hashes, as text.
+    fn hash_sum(&self, row_text: &str) -> String;
+
+    /// An expression converted to text (drivers read text only).
+    fn text(&self, expr: &str) -> String;
 }
 
 /// `UPDATE table SET ... WHERE key range [AND where]`: one backfill chunk.
@@ -246,9 +321,9 @@ pub fn key_range(d: &dyn Dialect, key: &Key, shape: RangeShape) -> String {
 /// Probes read the table under this alias and qualify ORDER BY with it:
 /// an unqualified name would sort by the select list's text column of the
 /// same name (`ORDER BY id` over `id::text AS id` sorts "99" after "300").
-const PROBE_ALIAS: &str = "rowferry_t";
+pub(crate) const PROBE_ALIAS: &str = "rowferry_t";
 
-fn order_by(d: &dyn Dialect, key: &Key, descending: bool) -> String {
+pub(crate) fn order_by(d: &dyn Dialect, key: &Key, descending: bool) -> String {
     let dir = if descending { " DESC" } else { "" };
     key.columns
         .iter()
@@ -257,7 +332,7 @@ fn order_by(d: &dyn Dialect, key: &Key, descending: bool) -> String {
         .join(", ")
 }
 
-fn key_select_list(d: &dyn Dialect, key: &Key) -> String {
+pub(crate) fn key_select_list(d: &dyn Dialect, key: &Key) -> String {
     key.columns
         .iter()
         .map(|c| d.key_text(c))
@@ -349,6 +424,7 @@ pub(crate) mod test_support {
             nullable: false,
             generated: false,
             identity_always: false,
+            has_default: false,
         }
     }
 

@@ -3,6 +3,8 @@
 //! parameters are named (`:p1`) so a bound can appear twice, as the
 //! expanded composite comparison needs.
 
+use super::sync::{SyncObject, SyncTriggers, trigger_delete, trigger_insert};
+use super::types::{LengthUnit, TemporalKind, TypeShape, base_name, decimal_shape, first_modifier};
 use super::{CopyStatement, Dialect, expanded_tuple_compare};
 use crate::table::Column;
 
@@ -93,6 +95,76 @@ impl Dialect for Mysql {
         )
     }
 
+    fn type_shape(&self, data_type: &str) -> TypeShape {
+        // COLUMN_TYPE spellings: `varchar(20)`, `int(10) unsigned`,
+        // `decimal(10,2)`, `datetime(6)`. TEXT types are limited in bytes.
+        let name = base_name(data_type);
+        let mut words = name.split(' ');
+        let base = words.next().unwrap_or("");
+        let unsigned = words.any(|w| w == "unsigned");
+        let bytes = |max: u64| TypeShape::Text {
+            max,
+            unit: LengthUnit::Bytes,
+        };
+        let temporal = |kind| TypeShape::Temporal {
+            kind,
+            fraction: first_modifier(data_type).unwrap_or(0),
+        };
+        match base {
+            "varchar" | "char" => TypeShape::Text {
+                max: first_modifier(data_type).unwrap_or(1).into(),
+                unit: LengthUnit::Chars,
+            },
+            "tinytext" => bytes(255),
+            "text" => bytes(65_535),
+            "mediumtext" => bytes(16_777_215),
+            "longtext" => bytes(4_294_967_295),
+            "decimal" | "numeric" | "dec" | "fixed" => decimal_shape(data_type, Some((10, 0))),
+            "tinyint" => TypeShape::integer(8, unsigned),
+            "smallint" => TypeShape::integer(16, unsigned),
+            "mediumint" => TypeShape::integer(24, unsigned),
+            "int" | "integer" => TypeShape::integer(32, unsigned),
+            "bigint" => TypeShape::integer(64, unsigned),
+            "float" => TypeShape::Float { bits: 24 },
+            "double" | "real" => TypeShape::Float { bits: 53 },
+            "datetime" => temporal(TemporalKind::Timestamp),
+            "timestamp" => temporal(TemporalKind::TimestampTz),
+            "time" => temporal(TemporalKind::Time),
+            "date" => temporal(TemporalKind::Date),
+            _ => TypeShape::Other,
+        }
+    }
+
+    fn length_sql(&self, expr: &str, unit: LengthUnit) -> String {
+        match unit {
+            LengthUnit::Chars => format!("CHAR_LENGTH({expr})"),
+            LengthUnit::Bytes => format!("LENGTH({expr})"),
+        }
+    }
+
+    fn temporal_cast_sql(&self, expr: &str, data_type: &str) -> Option<String> {
+        let TypeShape::Temporal { kind, fraction } = self.type_shape(data_type) else {
+            return None;
+        };
+        Some(match kind {
+            TemporalKind::Timestamp => format!("CAST({expr} AS DATETIME({fraction}))"),
+            // TIMESTAMP holds 1970-01-01 00:00:01 .. 2038-01-19 03:14:07
+            // (UTC, the session's zone) only: NULL outside.
+            TemporalKind::TimestampTz => format!(
+                "CASE WHEN {expr} >= '1970-01-01 00:00:01' AND {expr} < '2038-01-19 03:14:08' \
+                 THEN CAST({expr} AS DATETIME({fraction})) END"
+            ),
+            TemporalKind::Time | TemporalKind::TimeTz => {
+                format!("CAST({expr} AS TIME({fraction}))")
+            }
+            TemporalKind::Date => format!("CAST({expr} AS DATE)"),
+        })
+    }
+
+    fn json_text_array(&self, items: &[String]) -> String {
+        format!("CAST(JSON_ARRAY({}) AS CHAR)", items.join(", "))
+    }
+
     fn tuple_compare(&self, lhs: &[String], op: &str, rhs: &[String]) -> String {
         expanded_tuple_compare(lhs, op, rhs)
     }
@@ -136,7 +208,9 @@ impl Dialect for Mysql {
 
     fn columns_sql(&self) -> &'static str {
         "SELECT COLUMN_NAME, COLUMN_TYPE, IF(IS_NULLABLE = 'YES', 'true', 'false'), \
-                IF(COALESCE(GENERATION_EXPRESSION, '') <> '', 'true', 'false'), 'false' \
+                IF(COALESCE(GENERATION_EXPRESSION, '') <> '', 'true', 'false'), 'false', \
+                IF(COLUMN_DEFAULT IS NOT NULL OR EXTRA LIKE '%auto_increment%' \
+                   OR COALESCE(GENERATION_EXPRESSION, '') <> '', 'true', 'false') \
          FROM information_schema.COLUMNS \
          WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
            AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
@@ -209,6 +283,116 @@ impl Dialect for Mysql {
     fn try_job_lock_sql(&self) -> &'static str {
         // GET_LOCK names are server-wide and at most 64 characters.
         "SELECT IF(GET_LOCK(CONCAT('rowferry:', SHA1(:p1)), 0) = 1, 'true', 'false')"
+    }
+
+    fn sync_objects(&self, s: &SyncTriggers) -> Vec<SyncObject> {
+        // One trigger per event (MySQL has no multi-event triggers). Each
+        // upserts by deleting the key first: ON DUPLICATE KEY UPDATE would
+        // also fire on another unique key and overwrite an unrelated row.
+        let insert = trigger_insert(self, s, "NEW");
+        let events = [
+            (
+                "ins",
+                "INSERT",
+                vec![trigger_delete(s, "NEW"), insert.clone()],
+            ),
+            (
+                "upd",
+                "UPDATE",
+                vec![trigger_delete(s, "OLD"), trigger_delete(s, "NEW"), insert],
+            ),
+            ("del", "DELETE", vec![trigger_delete(s, "OLD")]),
+        ];
+        events
+            .into_iter()
+            .map(|(suffix, event, statements)| {
+                let name = format!("{}_{suffix}", s.name);
+                let body = format!("BEGIN\n  {};\nEND", statements.join(";\n  "));
+                let head = |verb: &str| {
+                    format!(
+                        "{verb} TRIGGER {} AFTER {event} ON {} FOR EACH ROW {body}",
+                        self.qualified(&s.source_schema, &name),
+                        s.source
+                    )
+                };
+                let (create, replace) = (head("CREATE"), head("CREATE OR REPLACE"));
+                SyncObject {
+                    kind: "trigger",
+                    name,
+                    create: vec![create],
+                    // Atomic on MariaDB; MySQL 8 lacks it and says so.
+                    replace: vec![replace],
+                    body,
+                }
+            })
+            .collect()
+    }
+
+    fn sync_catalog_sql(&self) -> &'static str {
+        "SELECT 'trigger', TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS \
+         WHERE BINARY TRIGGER_SCHEMA = BINARY :p1 AND BINARY EVENT_OBJECT_TABLE = BINARY :p2 \
+           AND TRIGGER_NAME LIKE 'rowferry\\_sync\\_%' \
+         ORDER BY TRIGGER_NAME"
+    }
+
+    fn sync_drop_sql(&self, _source: &str, source_schema: &str, name: &str) -> Vec<String> {
+        ["ins", "upd", "del"]
+            .iter()
+            .map(|suffix| {
+                format!(
+                    "DROP TRIGGER IF EXISTS {}",
+                    self.qualified(source_schema, &format!("{name}_{suffix}"))
+                )
+            })
+            .collect()
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        false
+    }
+
+    fn untriggered_writes_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE BINARY CONSTRAINT_SCHEMA = BINARY :p1 AND BINARY TABLE_NAME = BINARY :p2 \
+               AND (DELETE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT') \
+                    OR UPDATE_RULE IN ('CASCADE', 'SET NULL', 'SET DEFAULT')) \
+             ORDER BY CONSTRAINT_NAME",
+        )
+    }
+
+    fn canonical_value(&self, expr: &str, column: &Column, cast: bool) -> String {
+        // Bytes as hex (a cast to CHAR could mangle them); everything
+        // else as the server prints it, after the INSERT's conversion.
+        let value = match (cast, key_form(column)) {
+            (_, KeyForm::Binary) => return format!("HEX({expr})"),
+            (true, KeyForm::Integer { unsigned: true }) => format!("CAST(({expr}) AS UNSIGNED)"),
+            (true, KeyForm::Integer { unsigned: false }) => format!("CAST(({expr}) AS SIGNED)"),
+            (true, KeyForm::Cast(ty)) => format!("CAST(({expr}) AS {ty})"),
+            _ => expr.to_string(),
+        };
+        format!("CAST({value} AS CHAR)")
+    }
+
+    fn row_text(&self, values: &[String]) -> String {
+        // Length-prefixed so that ('a,b', 'c') and ('a', 'b,c') differ;
+        // NULL is `-`, which no prefixed value can be.
+        let parts: Vec<String> = values
+            .iter()
+            .map(|v| format!("IFNULL(CONCAT(LENGTH({v}), ':', {v}), '-')"))
+            .collect();
+        format!("CONCAT_WS(',', {})", parts.join(", "))
+    }
+
+    fn text(&self, expr: &str) -> String {
+        format!("CAST({expr} AS CHAR)")
+    }
+
+    fn hash_sum(&self, row_text: &str) -> String {
+        // The first 64 bits of each row's MD5, summed exactly.
+        format!(
+            "CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({row_text}), 16), 16, 10) AS DECIMAL(20, 0))), 0) AS CHAR)"
+        )
     }
 }
 

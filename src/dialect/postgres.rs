@@ -2,6 +2,10 @@
 //! `$n::text::type`, which round-trips every key type exactly under the
 //! session settings the driver pins (UTC, ISO dates, extra_float_digits=3).
 
+use super::sync::{
+    SyncObject, SyncTriggers, key_equals, record_key, trigger_delete, trigger_insert,
+};
+use super::types::{LengthUnit, TemporalKind, TypeShape, base_name, decimal_shape, first_modifier};
 use super::{CopyStatement, Dialect, target_lookup};
 use crate::table::Column;
 
@@ -80,10 +84,72 @@ impl Dialect for Postgres {
 
     fn columns_sql(&self) -> &'static str {
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), (NOT a.attnotnull)::text, \
-                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text \
+                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text, \
+                (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::text \
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped \
          ORDER BY a.attnum"
+    }
+
+    fn type_shape(&self, data_type: &str) -> TypeShape {
+        // format_type() spellings: `character varying(20)`,
+        // `timestamp(3) without time zone`, `numeric(10,2)`.
+        let fraction = first_modifier(data_type);
+        let temporal = |kind| TypeShape::Temporal {
+            kind,
+            fraction: fraction.unwrap_or(6),
+        };
+        match base_name(data_type).as_str() {
+            "text" => TypeShape::UnboundedText,
+            "character varying" => match first_modifier(data_type) {
+                Some(n) => TypeShape::Text {
+                    max: n.into(),
+                    unit: LengthUnit::Chars,
+                },
+                None => TypeShape::UnboundedText,
+            },
+            "character" => TypeShape::Text {
+                max: first_modifier(data_type).unwrap_or(1).into(),
+                unit: LengthUnit::Chars,
+            },
+            "numeric" => decimal_shape(data_type, None),
+            "smallint" => TypeShape::integer(16, false),
+            "integer" => TypeShape::integer(32, false),
+            "bigint" => TypeShape::integer(64, false),
+            "real" => TypeShape::Float { bits: 24 },
+            "double precision" => TypeShape::Float { bits: 53 },
+            "timestamp without time zone" => temporal(TemporalKind::Timestamp),
+            "timestamp with time zone" => temporal(TemporalKind::TimestampTz),
+            "time without time zone" => temporal(TemporalKind::Time),
+            "time with time zone" => temporal(TemporalKind::TimeTz),
+            "date" => TypeShape::Temporal {
+                kind: TemporalKind::Date,
+                fraction: 0,
+            },
+            _ => TypeShape::Other,
+        }
+    }
+
+    fn length_sql(&self, expr: &str, unit: LengthUnit) -> String {
+        match unit {
+            LengthUnit::Chars => format!("char_length({expr})"),
+            LengthUnit::Bytes => format!("octet_length({expr})"),
+        }
+    }
+
+    fn temporal_cast_sql(&self, expr: &str, data_type: &str) -> Option<String> {
+        // The catalog's own spelling is a valid type name.
+        Some(format!("CAST({expr} AS {data_type})"))
+    }
+
+    fn float_as_decimal_sql(&self, expr: &str) -> String {
+        // round(double precision, int) does not exist; the INSERT converts
+        // through numeric too.
+        format!("CAST({expr} AS numeric)")
+    }
+
+    fn json_text_array(&self, items: &[String]) -> String {
+        format!("json_build_array({})::text", items.join(", "))
     }
 
     fn unique_indexes_sql(&self) -> &'static str {
@@ -153,6 +219,148 @@ impl Dialect for Postgres {
         // A 64-bit advisory lock key derived from the job's name, in SQL.
         "SELECT pg_try_advisory_lock(('x' || left(md5($1), 16))::bit(64)::bigint)::text"
     }
+
+    fn sync_objects(&self, s: &SyncTriggers) -> Vec<SyncObject> {
+        let function = self.qualified(&s.source_schema, &s.name);
+        let trigger = self.quote_ident(&s.name);
+        let body = sync_function_body(self, s);
+        // SECURITY DEFINER: the application's role writes the source, the
+        // installer's role writes the target. A pinned search_path keeps a
+        // definer function from resolving names through a schema others
+        // can write; our own SQL names every table with its schema.
+        let create_function = format!(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+             SECURITY DEFINER SET search_path = pg_catalog, {}, pg_temp AS {SYNC_QUOTE}{body}{SYNC_QUOTE}",
+            self.quote_ident(&s.source_schema)
+        );
+        let create_trigger = format!(
+            "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW \
+             EXECUTE FUNCTION {function}()",
+            s.source
+        );
+        vec![
+            SyncObject {
+                kind: "function",
+                name: s.name.clone(),
+                body,
+                create: vec![create_function.clone()],
+                replace: vec![create_function],
+            },
+            SyncObject {
+                kind: "trigger",
+                name: s.name.clone(),
+                // The catalog shows which function an enabled trigger calls.
+                body: s.name.clone(),
+                create: vec![create_trigger.clone()],
+                replace: vec![
+                    format!("DROP TRIGGER IF EXISTS {trigger} ON {}", s.source),
+                    create_trigger,
+                ],
+            },
+        ]
+    }
+
+    fn sync_catalog_sql(&self) -> &'static str {
+        "SELECT 'function', p.proname::text, p.prosrc \
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = $1 AND p.proname = $3 \
+         UNION ALL \
+         SELECT 'trigger', t.tgname::text, \
+                CASE WHEN t.tgenabled = 'D' THEN 'disabled' ELSE p.proname::text END \
+         FROM pg_catalog.pg_trigger t \
+         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
+         WHERE n.nspname = $1 AND c.relname = $2 AND NOT t.tgisinternal \
+           AND t.tgname LIKE 'rowferry\\_sync\\_%' \
+         ORDER BY 1, 2"
+    }
+
+    fn sync_drop_sql(&self, source: &str, source_schema: &str, name: &str) -> Vec<String> {
+        vec![
+            format!(
+                "DROP TRIGGER IF EXISTS {} ON {source}",
+                self.quote_ident(name)
+            ),
+            format!(
+                "DROP FUNCTION IF EXISTS {}()",
+                self.qualified(source_schema, name)
+            ),
+        ]
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        true
+    }
+
+    fn canonical_value(&self, expr: &str, column: &Column, cast: bool) -> String {
+        // ROW(...)::text prints every value with its type's output
+        // function, under the session's pinned UTC/ISO/float settings.
+        if cast {
+            format!("CAST(({expr}) AS {})", column.data_type)
+        } else {
+            expr.to_string()
+        }
+    }
+
+    fn row_text(&self, values: &[String]) -> String {
+        // ROW(NULL)::text is `()`, ROW('')::text is `("")`.
+        format!("ROW({})::text", values.join(", "))
+    }
+
+    fn text(&self, expr: &str) -> String {
+        format!("({expr})::text")
+    }
+
+    fn hash_sum(&self, row_text: &str) -> String {
+        "coalesce(sum(hashtextextended(ROW_TEXT, 0)::numeric), 0)::text"
+            .replace("ROW_TEXT", row_text)
+    }
+}
+
+/// Dollar quote around the trigger function's body.
+const SYNC_QUOTE: &str = "$rowferry_sync$";
+
+/// One function for all three events. An UPDATE that keeps the key is an
+/// upsert; one that changes it deletes the old key first. With `--where`,
+/// a row that stops matching leaves the target.
+fn sync_function_body(d: &Postgres, s: &SyncTriggers) -> String {
+    let target_key = s
+        .copy
+        .key_match
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let on_conflict = if s.update_columns.is_empty() {
+        format!("ON CONFLICT ({target_key}) DO NOTHING")
+    } else {
+        format!(
+            "ON CONFLICT ({target_key}) DO UPDATE SET {}",
+            s.update_columns
+                .iter()
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let left_filter = match s.copy.where_sql {
+        Some(_) => format!(
+            "\n    IF NOT FOUND THEN\n      DELETE FROM {} WHERE {};\n    END IF;",
+            s.copy.target,
+            key_equals(s, "NEW")
+        ),
+        None => String::new(),
+    };
+    format!(
+        "\nBEGIN\n  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ROW({old}) IS DISTINCT FROM ROW({new})) THEN\n    \
+         {delete};\n  END IF;\n  IF TG_OP <> 'DELETE' THEN\n    {insert} {on_conflict};{left_filter}\n  END IF;\n  \
+         RETURN NULL;\nEND\n",
+        old = record_key(s, "OLD"),
+        new = record_key(s, "NEW"),
+        delete = trigger_delete(s, "OLD"),
+        insert = trigger_insert(d, s, "NEW"),
+    )
 }
 
 #[cfg(test)]

@@ -292,6 +292,7 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
             source: table,
             phase: "backfill",
             lock_name,
+            summary_note: None,
             side_state: SideState {
                 setup: vec![d.state_table_ddl(&state)],
                 restart: vec![format!("DELETE FROM {state} WHERE job = '{job_id}'")],

@@ -1,8 +1,11 @@
 //! `rowferry copy`: insert-if-absent of each key range into the target.
 
+use super::preflight::Preflight;
+use super::sync::{self, SyncState};
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::{self, Database, Session, SessionSettings};
+use crate::dialect::sync::SyncTriggers;
 use crate::dialect::{CopyStatement, Dialect, Presence, copy_chunk_sql};
 use crate::error::{Error, ErrorKind, Result};
 use crate::planner::KeysetPlanner;
@@ -14,14 +17,71 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
-    let plan = prepare(spec, opts).await?;
+    let mut plan = prepare(spec, opts).await?;
+    // A resumed job passed its pre-flight when it started; rows written
+    // since then are caught by the chunk statements themselves.
+    if plan.job.resumes(opts) {
+        eprintln!(
+            "rowferry: pre-flight checks passed when this job started; not repeated on resume"
+        );
+    } else if let Some(refusal) = preflight(&plan, spec, opts)
+        .await?
+        .refusal(&plan.target.display_name())
+    {
+        return Err(refusal);
+    }
     if !plan.unwritten_source_columns.is_empty() {
         eprintln!(
             "rowferry: note: source columns not copied (no target column of that name, and no --map): {}",
             plan.unwritten_source_columns.join(", ")
         );
     }
+    if plan.sync_state.any_stale() && !spec.dual_write {
+        return Err(Error::input(format!(
+            "sync triggers {} on {} mirror writes into {} with another --map/--where (or are \
+             disabled) than this copy's: the copy and the triggers would write different rows. \
+             Run `rowferry sync install` with this copy's flags (or copy with --dual-write, which \
+             does it), or `rowferry sync remove` first",
+            plan.sync.name,
+            plan.job.source.display_name(),
+            plan.target.display_name()
+        )));
+    }
+    if spec.dual_write {
+        install_sync(&mut plan, opts).await?;
+    } else if plan.statement.lock_source_rows {
+        eprintln!(
+            "rowferry: sync triggers {} mirror writes into {}: source rows are read under share \
+             locks so that the triggers' newer versions win",
+            plan.sync.name,
+            plan.target.display_name()
+        );
+    }
     run_job(plan.job, opts).await.map(|_lock| ())
+}
+
+/// `--dual-write`: the triggers go in before the first chunk is read, so
+/// every write from then on reaches the target, and they stay afterwards.
+async fn install_sync(plan: &mut CopyPlan, opts: &RunOptions) -> Result<()> {
+    let target = plan.target.display_name();
+    let done = sync::install(&plan.job.db, &plan.sync, &target, opts).await?;
+    let verb = if done.created + done.replaced == 0 {
+        "already installed"
+    } else {
+        "installed"
+    };
+    eprintln!(
+        "rowferry: dual-write: sync triggers {} {verb} on {}; every write to it is mirrored into {target}",
+        plan.sync.name,
+        plan.job.source.display_name()
+    );
+    plan.job.summary_note = Some(format!(
+        "sync triggers {} stay installed on {} and keep {target} current; `rowferry sync remove` \
+         (or the cutover) takes them away",
+        plan.sync.name,
+        plan.job.source.display_name()
+    ));
+    Ok(())
 }
 
 /// Everything decided before the first row moves; `plan` shows it.
@@ -32,6 +92,11 @@ pub struct CopyPlan {
     /// (target column, source expression) in insert order.
     pub columns: Vec<(String, String)>,
     pub unwritten_source_columns: Vec<String>,
+    /// The chunk statement's shape (what sync triggers mirror too).
+    pub statement: CopyStatement,
+    /// The dual-write triggers for this copy, and what of them is installed.
+    pub sync: SyncTriggers,
+    pub sync_state: SyncState,
     /// Chunk SQL while the target has none of the chunk's rows, and once
     /// it may (after a resume, or with writers filling it).
     pub fast: ChunkSql,
@@ -58,28 +123,9 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
     let db: Arc<dyn Database> = Arc::from(db::connect(&spec.source, &settings).await?);
     let d = db.dialect();
     let mut session = db.session().await?;
-    let source = inspect(session.as_mut(), d, &spec.table, "--table").await?;
-    let target = inspect(session.as_mut(), d, &spec.target_table, "--target-table").await?;
-    if source.schema == target.schema && source.name == target.name {
-        return Err(Error::input(format!(
-            "--table and --target-table are both {}; copy into another table",
-            source.display_name()
-        )));
-    }
-    let key = Key::resolve(&source, spec.key.as_deref())?;
-    for column in &key.columns {
-        if let Some(reason) = d.unusable_key_reason(column) {
-            return Err(Error::input(format!(
-                "key column {} of {} ({}) cannot bound chunks: {reason}. Pass --key with \
-                 another NOT NULL unique key",
-                column.name,
-                source.display_name(),
-                column.data_type
-            )));
-        }
-    }
+    let (source, target, key) = inspect_pair(d, session.as_mut(), None, spec).await?;
     let resolved = resolve_columns(d, &source, &target, &spec.maps, &key)?;
-    let copy = CopyStatement {
+    let mut copy = CopyStatement {
         source: d.qualified(&source.schema, &source.name),
         target: d.qualified(&target.schema, &target.name),
         target_columns: resolved
@@ -98,6 +144,12 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         overriding_identity: resolved.overriding_identity,
         lock_source_rows: false,
     };
+    // With sync triggers in place (or about to be), rows are read under a
+    // share lock: a trigger's newer version of a row then always wins, and
+    // a concurrent delete cannot be undone by the copy.
+    let sync = sync::triggers_for(d, &source, &target, &resolved.columns, &copy);
+    let sync_state = sync::state(session.as_mut(), d, &sync, &target.display_name()).await?;
+    copy.lock_source_rows = spec.dual_write || sync_state.any_present();
     let fast = copy_sql(d, &copy, &key, Presence::Absent);
     let skipping = copy_sql(d, &copy, &key, Presence::MaySkip);
     check_statement(session.as_mut(), &skipping.rest, spec).await?;
@@ -131,14 +183,81 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             phase: "copy",
             lock_name: format!("rowferry:writes:{}", target.id),
             side_state: Default::default(),
+            summary_note: None,
         },
         target,
         key,
         columns: resolved.columns,
         unwritten_source_columns: resolved.unwritten_source_columns,
+        statement: copy,
+        sync,
+        sync_state,
         fast,
         skipping,
     })
+}
+
+/// Read both tables (the target through its own session when it lives
+/// elsewhere) and choose the key that bounds chunks.
+pub(crate) async fn inspect_pair(
+    d: &dyn Dialect,
+    source_session: &mut dyn Session,
+    target_session: Option<&mut dyn Session>,
+    spec: &CopySpec,
+) -> Result<(TableInfo, TableInfo, Key)> {
+    let source = inspect(source_session, d, &spec.table, "--table").await?;
+    let target = match target_session {
+        Some(t) => inspect(t, d, &spec.target_table, "--target-table").await?,
+        None => inspect(source_session, d, &spec.target_table, "--target-table").await?,
+    };
+    if source.schema == target.schema
+        && source.name == target.name
+        && spec
+            .target
+            .as_ref()
+            .is_none_or(|t| t.identity() == spec.source.identity())
+    {
+        return Err(Error::input(format!(
+            "--table and --target-table are both {}; copy into another table",
+            source.display_name()
+        )));
+    }
+    let key = Key::resolve(&source, spec.key.as_deref())?;
+    for column in &key.columns {
+        if let Some(reason) = d.unusable_key_reason(column) {
+            return Err(Error::input(format!(
+                "key column {} of {} ({}) cannot bound chunks: {reason}. Pass --key with \
+                 another NOT NULL unique key",
+                column.name,
+                source.display_name(),
+                column.data_type
+            )));
+        }
+    }
+    Ok((source, target, key))
+}
+
+/// The pre-flight checks (NULLs, narrowing, duplicates), on a connection
+/// of their own without the chunk statement timeout: the one read they may
+/// need covers every source row in scope.
+pub async fn preflight(plan: &CopyPlan, spec: &CopySpec, opts: &RunOptions) -> Result<Preflight> {
+    let settings = SessionSettings {
+        pool_size: 1,
+        lock_timeout: opts.lock_timeout,
+        statement_timeout: std::time::Duration::ZERO,
+    };
+    let db = db::connect(&spec.source, &settings).await?;
+    let mut session = db.session().await?;
+    super::preflight::run(
+        session.as_mut(),
+        db.dialect(),
+        &plan.job.source,
+        &plan.target,
+        &plan.columns,
+        &plan.key,
+        spec.where_sql.as_deref(),
+    )
+    .await
 }
 
 /// Let the server parse and plan the chunk statement: a bad `--where`,
@@ -161,19 +280,19 @@ async fn check_statement(session: &mut dyn Session, sql: &str, spec: &CopySpec) 
     })
 }
 
-struct ResolvedColumns {
-    columns: Vec<(String, String)>,
+pub(crate) struct ResolvedColumns {
+    pub(crate) columns: Vec<(String, String)>,
     /// Target columns that receive the key, and their unique index.
-    key_target_columns: Vec<String>,
-    key_indexes: Vec<String>,
-    overriding_identity: bool,
-    unwritten_source_columns: Vec<String>,
+    pub(crate) key_target_columns: Vec<String>,
+    pub(crate) key_indexes: Vec<String>,
+    pub(crate) overriding_identity: bool,
+    pub(crate) unwritten_source_columns: Vec<String>,
 }
 
 /// Which target columns are written and from what: `--map` first, then
 /// same-named source columns; target-only columns get their defaults;
 /// generated columns are never written.
-fn resolve_columns(
+pub(crate) fn resolve_columns(
     d: &dyn Dialect,
     source: &TableInfo,
     target: &TableInfo,
@@ -274,7 +393,7 @@ fn resolve_columns(
 }
 
 /// Whether a source expression is just the column `name` (bare or quoted).
-fn names_column(d: &dyn Dialect, expr: &str, name: &str) -> bool {
+pub(crate) fn names_column(d: &dyn Dialect, expr: &str, name: &str) -> bool {
     let expr = expr.trim();
     expr == d.quote_ident(name) || (expr == name && is_plain_identifier(name))
 }

@@ -5,7 +5,10 @@
 pub mod backfill;
 pub mod copy;
 pub mod plan;
+pub mod preflight;
 pub mod status;
+pub mod sync;
+pub mod verify;
 
 use crate::checkpoint::{Checkpoint, FORMAT_VERSION, Ledger, now_rfc3339};
 use crate::db::{Database, Session};
@@ -68,6 +71,7 @@ pub async fn inspect(
             nullable: r.get(2).is_some_and(is_true),
             generated: r.get(3).is_some_and(is_true),
             identity_always: r.get(4).is_some_and(is_true),
+            has_default: r.get(5).is_some_and(is_true),
         })
         .collect();
     let mut unique_indexes = Vec::new();
@@ -147,6 +151,8 @@ pub struct PreparedJob {
     pub lock_name: String,
     /// Side state the job keeps in the database (a backfill's state rows).
     pub side_state: SideState,
+    /// Said after the summary (and in its JSON): what the job leaves behind.
+    pub summary_note: Option<String>,
 }
 
 /// SQL for the state a job keeps beside its checkpoint. Every statement
@@ -207,6 +213,17 @@ impl PreparedJob {
         opts.checkpoint
             .clone()
             .unwrap_or_else(|| self.identity.default_checkpoint())
+    }
+
+    /// Whether a run would resume this job: its own checkpoint exists, and
+    /// `--restart` was not given. (`run_job` decides for good, under the
+    /// job's lock.)
+    pub fn resumes(&self, opts: &RunOptions) -> bool {
+        !opts.restart
+            && Checkpoint::load(&self.checkpoint_path(opts))
+                .ok()
+                .flatten()
+                .is_some_and(|cp| cp.fingerprint == self.identity.fingerprint())
     }
 }
 
@@ -488,6 +505,7 @@ fn summary(
         resumed,
         checkpoint: path.display().to_string(),
         error,
+        note: job.summary_note.clone(),
     }
 }
 
@@ -531,7 +549,7 @@ fn describe_job(job: &serde_json::Value) -> String {
 /// SIGINT/SIGTERM: stop handing out chunks and let the ones in flight
 /// commit. A second signal exits at once (the checkpoint on disk only ever
 /// lists committed chunks, so it stays valid).
-fn watch_signals(stop: CancellationToken) {
+pub(crate) fn watch_signals(stop: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

@@ -3,6 +3,7 @@
 //! nothing.
 
 use super::PreparedJob;
+use super::preflight::Preflight;
 use crate::checkpoint::{Checkpoint, Ledger};
 use crate::error::Result;
 use crate::spec::{BackfillSpec, CopySpec, RunOptions};
@@ -20,10 +21,27 @@ struct View<'a> {
     not_written: Vec<String>,
     /// (what it is, SQL)
     statements: Vec<(&'static str, String)>,
+    /// A copy's pre-flight checks.
+    preflight: Option<&'a Preflight>,
 }
 
 pub async fn copy(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
     let plan = super::copy::prepare(spec, opts).await?;
+    let preflight = super::copy::preflight(&plan, spec, opts).await?;
+    let mut sync_statements = Vec::new();
+    if spec.dual_write || plan.sync_state.any_present() {
+        let label = if plan.sync_state.fully_current() {
+            "dual-write: sync triggers already installed (chunks read source rows FOR SHARE / LOCK IN SHARE MODE)"
+        } else {
+            "dual-write: installed before the first chunk (chunks then read source rows FOR SHARE / LOCK IN SHARE MODE)"
+        };
+        let d = plan.job.db.dialect();
+        for object in d.sync_objects(&plan.sync) {
+            for sql in object.create {
+                sync_statements.push((label, sql));
+            }
+        }
+    }
     show(
         View {
             job: &plan.job,
@@ -31,6 +49,7 @@ pub async fn copy(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
             target: format!("table {} (same database)", plan.target.display_name()),
             columns: plan.columns.clone(),
             not_written: plan.unwritten_source_columns.clone(),
+            preflight: Some(&preflight),
             statements: vec![
                 (
                     "first chunk SQL (parameters: the chunk's upper key)",
@@ -44,7 +63,10 @@ pub async fn copy(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
                     "once a chunk meets rows already in the target, chunks skip them instead",
                     plan.skipping.rest.clone(),
                 ),
-            ],
+            ]
+            .into_iter()
+            .chain(sync_statements)
+            .collect(),
         },
         opts,
     )
@@ -82,6 +104,7 @@ pub async fn backfill(spec: &BackfillSpec, opts: &RunOptions) -> Result<()> {
                 .map(|s| (s.column.clone(), s.expr.clone()))
                 .collect(),
             not_written: vec![],
+            preflight: None,
             statements,
         },
         opts,
@@ -138,7 +161,7 @@ async fn show(view: View<'_>, opts: &RunOptions) -> Result<()> {
     );
 
     if opts.json {
-        let report = serde_json::json!({
+        let mut report = serde_json::json!({
             "dry_run": true,
             "operation": job.identity.operation,
             "source": view.source,
@@ -157,6 +180,14 @@ async fn show(view: View<'_>, opts: &RunOptions) -> Result<()> {
             "boundary_probe_sql": probe_sql,
             "checkpoint": checkpoint,
         });
+        if let Some(pf) = view.preflight {
+            report["preflight"] = serde_json::to_value(&pf.problems).unwrap_or_default();
+            report["preflight_checks"] = serde_json::json!({
+                "scanned": pf.scanned,
+                "proven": pf.proven,
+                "not_checked": pf.not_checked,
+            });
+        }
         println!("{report}");
         return Ok(());
     }
@@ -204,6 +235,16 @@ async fn show(view: View<'_>, opts: &RunOptions) -> Result<()> {
     }
     if !view.not_written.is_empty() {
         println!("  not copied:  {}", view.not_written.join(", "));
+    }
+    if let Some(pf) = view.preflight {
+        let lines = pf.lines();
+        for (i, line) in lines.iter().enumerate() {
+            if i == 0 {
+                println!("  pre-flight:  {line}");
+            } else {
+                println!("    {line}");
+            }
+        }
     }
     for (what, sql) in &view.statements {
         println!("  {what}:\n    {sql}");

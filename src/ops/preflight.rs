@@ -1,0 +1,603 @@
+//! Pre-flight checks: before a copy (or a sync) writes anything, find the
+//! source rows that the target would refuse or change: NULLs for NOT NULL
+//! columns, values a narrower type would cut or round, duplicates for a
+//! unique index. The catalog proves what it can for free; the rest is
+//! checked in one read of the source (plus one grouped read per unique
+//! index that cannot be proven), so a copy is refused with exit 2 instead
+//! of failing at chunk 9,000 or silently rounding.
+
+use super::copy::names_column;
+use crate::db::{Row, Session};
+use crate::dialect::Dialect;
+use crate::dialect::types::{Fit, TypeShape, fit};
+use crate::error::{Error, Result};
+use crate::table::{Column, Key, TableInfo};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// A written NOT NULL column would receive NULL.
+    NullIntoNotNull,
+    /// A NOT NULL column without default that nothing writes.
+    NoValueForNotNull,
+    /// A value the target type would cut, round or refuse.
+    Narrowing,
+    /// Source rows that collide on a target unique index.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The target column, or the index for a duplicate.
+    #[serde(rename = "column")]
+    pub target_column: String,
+    /// What is wrong, without the fix.
+    pub detail: String,
+    /// Source rows affected (for a duplicate: the rows sharing the value
+    /// shown; other values may repeat too).
+    pub rows: u64,
+    /// One affected row's key, in the key's column order.
+    pub example_key: Option<Vec<String>>,
+    /// How to fix it.
+    pub fix: String,
+}
+
+/// What the checks found, and how each check was settled (for `plan`).
+#[derive(Debug, Clone, Default)]
+pub struct Preflight {
+    pub problems: Vec<Problem>,
+    /// Checks run against the data.
+    pub scanned: Vec<String>,
+    /// Checks the catalog settled without reading a row.
+    pub proven: Vec<String>,
+    /// What no check covers (arbitrary `--map` expressions, types without
+    /// a portable check).
+    pub not_checked: Vec<String>,
+    /// The source key's column names, to show example keys.
+    pub key: Vec<String>,
+}
+
+/// A condition to count over the source rows.
+struct Check {
+    kind: ProblemKind,
+    column: String,
+    detail: String,
+    fix: String,
+    condition: String,
+}
+
+/// Check a copy of `source` into `target` before it starts. `columns` are
+/// (target column, source SQL expression) as the copy writes them; `key`
+/// is the source key; `where_sql` limits the source rows like the copy's.
+pub async fn run(
+    session: &mut dyn Session,
+    d: &dyn Dialect,
+    source: &TableInfo,
+    target: &TableInfo,
+    columns: &[(String, String)],
+    key: &Key,
+    where_sql: Option<&str>,
+) -> Result<Preflight> {
+    let mut pf = Preflight {
+        key: key.names(),
+        ..Default::default()
+    };
+    let table = d.qualified(&source.schema, &source.name);
+    let filter = where_sql
+        .map(|w| format!(" WHERE ({w})"))
+        .unwrap_or_default();
+    let key_json = d.json_text_array(
+        &key.columns
+            .iter()
+            .map(|c| d.key_text(c))
+            .collect::<Vec<_>>(),
+    );
+    let written = |name: &str| {
+        columns
+            .iter()
+            .find(|(t, _)| t == name)
+            .map(|(_, e)| e.as_str())
+    };
+    let bare_source = |expr: &str| {
+        source
+            .columns
+            .iter()
+            .find(|s| names_column(d, expr, &s.name))
+    };
+
+    let mut checks = Vec::new();
+    let mut unfilled = Vec::new();
+    for col in target.columns.iter().filter(|c| !c.generated) {
+        let Some(expr) = written(&col.name) else {
+            if !col.nullable && !col.has_default {
+                unfilled.push(col);
+            }
+            continue;
+        };
+        let from = bare_source(expr);
+        if !col.nullable {
+            match from {
+                Some(s) if !s.nullable => pf.proven.push(format!(
+                    "{}: NOT NULL, and source column {} is NOT NULL",
+                    col.name, s.name
+                )),
+                _ => {
+                    pf.scanned
+                        .push(format!("{}: NOT NULL; rows where {expr} IS NULL", col.name));
+                    checks.push(Check {
+                        kind: ProblemKind::NullIntoNotNull,
+                        column: col.name.clone(),
+                        detail: format!(
+                            "{} is NOT NULL in {}, but {expr} is NULL",
+                            col.name,
+                            target.display_name()
+                        ),
+                        fix: format!(
+                            "write a value for those rows (--map {}=COALESCE({expr}, <value>)), \
+                             leave them out (--where {expr} IS NOT NULL), or make the column \
+                             nullable",
+                            col.name
+                        ),
+                        condition: format!("({expr}) IS NULL"),
+                    });
+                }
+            }
+        }
+        let Some(s) = from else {
+            if d.type_shape(&col.data_type) == TypeShape::UnboundedText {
+                pf.proven.push(format!(
+                    "{}: {} holds any value's text",
+                    col.name, col.data_type
+                ));
+                continue;
+            }
+            pf.not_checked.push(format!(
+                "{}: whether the values of --map expression {expr} fit {}",
+                col.name, col.data_type
+            ));
+            continue;
+        };
+        match fit(d, &s.data_type, &col.data_type, expr) {
+            Fit::Exact => pf.proven.push(format!(
+                "{}: {} holds every {} value",
+                col.name, col.data_type, s.data_type
+            )),
+            Fit::Unchecked(why) => pf.not_checked.push(format!("{}: {why}", col.name)),
+            Fit::Lossy(n) => {
+                pf.scanned.push(format!("{}: {}", col.name, n.description));
+                checks.push(Check {
+                    kind: ProblemKind::Narrowing,
+                    column: col.name.clone(),
+                    detail: format!("{}: {}", col.name, n.description),
+                    fix: format!(
+                        "widen the target column (ALTER TABLE {} ALTER/MODIFY COLUMN {} ...), \
+                         convert the values on purpose (--map {}=EXPR), or leave those rows out \
+                         (--where)",
+                        target.display_name(),
+                        col.name,
+                        col.name
+                    ),
+                    condition: n.lossy_condition,
+                });
+            }
+        }
+    }
+
+    // One read of the source counts every condition and keeps one key
+    // per condition (a whole row's key, as one JSON text).
+    if !checks.is_empty() {
+        let mut select = vec!["COUNT(*)".to_string(), format!("MIN({key_json})")];
+        for c in &checks {
+            select.push(format!("SUM(CASE WHEN {} THEN 1 ELSE 0 END)", c.condition));
+            select.push(format!(
+                "MIN(CASE WHEN {} THEN {key_json} END)",
+                c.condition
+            ));
+        }
+        let sql = format!("SELECT {} FROM {table}{filter}", select.join(", "));
+        eprintln!(
+            "rowferry: pre-flight: reading {} once for what the catalog cannot prove ({})",
+            source.display_name(),
+            checks
+                .iter()
+                .map(|c| c.column.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = scan(session, &sql, source).await?;
+        let row = rows.first();
+        let total = number(row, 0);
+        for (i, c) in checks.into_iter().enumerate() {
+            let hits = number(row, 2 + 2 * i);
+            if hits > 0 {
+                pf.problems.push(Problem {
+                    kind: c.kind,
+                    target_column: c.column,
+                    detail: c.detail,
+                    rows: hits,
+                    example_key: key_of(row, 3 + 2 * i)?,
+                    fix: c.fix,
+                });
+            }
+        }
+        if total > 0 {
+            for col in &unfilled {
+                pf.problems
+                    .push(no_value(col, target, total, key_of(row, 1)?));
+            }
+        }
+        unfilled.clear();
+    }
+    if !unfilled.is_empty() {
+        // Certain for any row at all: one row is enough to show it.
+        let sql = format!(
+            "SELECT {key_json} FROM {table}{filter}{}",
+            d.rows_at_offset(1, 0)
+        );
+        let rows = scan(session, &sql, source).await?;
+        if let Some(row) = rows.first() {
+            let example = key_of(Some(row), 0)?;
+            for col in &unfilled {
+                let rows = source.estimated_rows.max(1);
+                pf.problems
+                    .push(no_value(col, target, rows, example.clone()));
+            }
+        }
+    }
+
+    duplicates(
+        &mut pf, session, d, source, target, columns, key, &key_json, &table, &filter,
+    )
+    .await?;
+    Ok(pf)
+}
+
+fn no_value(col: &Column, target: &TableInfo, rows: u64, example: Option<Vec<String>>) -> Problem {
+    Problem {
+        kind: ProblemKind::NoValueForNotNull,
+        target_column: col.name.clone(),
+        detail: format!(
+            "{} is NOT NULL in {} and has no default, but nothing writes it (no source column \
+             of that name, no --map) in any row",
+            col.name,
+            target.display_name()
+        ),
+        rows,
+        example_key: example,
+        fix: format!(
+            "write it (--map {}=EXPR), or give the column a DEFAULT",
+            col.name
+        ),
+    }
+}
+
+/// Target unique indexes other than the copy key's: rows that collide on
+/// one would stop the copy midway (a unique violation is never skipped).
+#[allow(clippy::too_many_arguments)]
+async fn duplicates(
+    pf: &mut Preflight,
+    session: &mut dyn Session,
+    d: &dyn Dialect,
+    source: &TableInfo,
+    target: &TableInfo,
+    columns: &[(String, String)],
+    key: &Key,
+    key_json: &str,
+    table: &str,
+    filter: &str,
+) -> Result<()> {
+    // The target columns that receive the key unchanged: insert-if-absent
+    // arbitrates on their index, which holds the source's unique key.
+    let key_targets: Vec<&str> = key
+        .columns
+        .iter()
+        .filter_map(|k| {
+            columns
+                .iter()
+                .find(|(_, e)| names_column(d, e, &k.name))
+                .map(|(t, _)| t.as_str())
+        })
+        .collect();
+    for index in &target.unique_indexes {
+        let cols = index.columns.join(", ");
+        if index.columns.len() == key_targets.len()
+            && index
+                .columns
+                .iter()
+                .all(|c| key_targets.contains(&c.as_str()))
+        {
+            continue;
+        }
+        let mut exprs = Vec::new();
+        for c in &index.columns {
+            match (columns.iter().find(|(t, _)| t == c), target.column(c)) {
+                (Some((_, e)), Some(tcol)) => exprs.push((tcol, e.as_str())),
+                _ => break,
+            }
+        }
+        if exprs.len() < index.columns.len() {
+            // A column left to its default: not the copy's doing.
+            pf.not_checked.push(format!(
+                "unique index {} ({cols}): some of its columns are not written",
+                index.name
+            ));
+            continue;
+        }
+        // Bare source columns that keep their values exactly, covering a
+        // source unique index: the source already proves them unique.
+        let same: Option<Vec<&Column>> = exprs
+            .iter()
+            .map(|(tcol, e)| {
+                source
+                    .columns
+                    .iter()
+                    .find(|s| names_column(d, e, &s.name))
+                    .filter(|s| fit(d, &s.data_type, &tcol.data_type, e) == Fit::Exact)
+            })
+            .collect();
+        let proof = same.as_ref().and_then(|same| {
+            source
+                .unique_indexes
+                .iter()
+                .find(|si| si.columns.iter().all(|c| same.iter().any(|s| &s.name == c)))
+        });
+        if let Some(si) = proof {
+            pf.proven.push(format!(
+                "unique index {} ({cols}): source unique index {} ({}) covers it",
+                index.name,
+                si.name,
+                si.columns.join(", ")
+            ));
+            continue;
+        }
+        pf.scanned.push(format!(
+            "unique index {} ({cols}): source rows sharing a value",
+            index.name
+        ));
+        // The values are named in a derived table, so that GROUP BY never
+        // reads a constant `--map` as a column position.
+        let names: Vec<String> = (0..exprs.len())
+            .map(|i| d.quote_ident(&format!("rowferry_v{i}")))
+            .collect();
+        let inner: Vec<String> = exprs
+            .iter()
+            .zip(&names)
+            .map(|((_, e), n)| format!("{e} AS {n}"))
+            .collect();
+        let not_null: Vec<String> = names.iter().map(|n| format!("{n} IS NOT NULL")).collect();
+        let texts: Vec<String> = names.iter().map(|n| d.text(n)).collect();
+        let key_alias = d.quote_ident("rowferry_k");
+        let sql = format!(
+            "SELECT MIN({key_alias}), COUNT(*), MIN({}) FROM (SELECT {key_json} AS {key_alias}, {} \
+             FROM {table}{filter}) rowferry_d WHERE {} GROUP BY {} HAVING COUNT(*) > 1{}",
+            d.json_text_array(&texts),
+            inner.join(", "),
+            not_null.join(" AND "),
+            names.join(", "),
+            d.rows_at_offset(1, 0)
+        );
+        let rows = scan(session, &sql, source).await?;
+        let Some(row) = rows.first() else {
+            continue;
+        };
+        let value = key_of(Some(row), 2)?
+            .map(|v| v.join(", "))
+            .unwrap_or_default();
+        pf.problems.push(Problem {
+            kind: ProblemKind::Duplicate,
+            target_column: index.name.clone(),
+            detail: format!(
+                "unique index {} of {} ({cols}): source rows share the value ({value})",
+                index.name,
+                target.display_name()
+            ),
+            rows: number(Some(row), 1),
+            example_key: key_of(Some(row), 0)?,
+            fix: format!(
+                "remove the duplicates from the source, leave them out with --where, or drop \
+                 the index {} until the copy is done",
+                index.name
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Run one pre-flight read. A timeout or an expression the server cannot
+/// evaluate is the operator's to fix before anything is written.
+async fn scan(session: &mut dyn Session, sql: &str, source: &TableInfo) -> Result<Vec<Row>> {
+    session.query(sql, &[]).await.map_err(|e| {
+        if e.is_retryable() {
+            return e;
+        }
+        // PostgreSQL 57014, MariaDB 1969, MySQL 3024: statement timeout.
+        if matches!(e.code.as_deref(), Some("57014" | "1969" | "3024")) {
+            return Error::input(format!(
+                "the pre-flight check of {} (one read of the source rows in scope, to find \
+                 NULLs, values that do not fit and duplicates before writing) ran longer than \
+                 the server's own statement time limit allows. Raise that limit for this user, \
+                 or narrow the copy with --where. Statement: {sql}",
+                source.display_name()
+            ));
+        }
+        Error::input(format!(
+            "the pre-flight check of {} failed: {}; check --map and --where (the server \
+             evaluates them over every source row in scope). Statement: {sql}",
+            source.display_name(),
+            e.message
+        ))
+    })
+}
+
+fn number(row: Option<&Row>, i: usize) -> u64 {
+    row.and_then(|r| r.get(i).cloned().flatten())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// A JSON array text cell as its values.
+fn key_of(row: Option<&Row>, i: usize) -> Result<Option<Vec<String>>> {
+    let Some(text) = row.and_then(|r| r.get(i).cloned().flatten()) else {
+        return Ok(None);
+    };
+    let values: Vec<Option<String>> = serde_json::from_str(&text)
+        .map_err(|e| Error::fatal(format!("internal: unreadable key {text}: {e}")))?;
+    Ok(Some(
+        values
+            .into_iter()
+            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+            .collect(),
+    ))
+}
+
+impl Problem {
+    fn label(&self) -> &'static str {
+        match self.kind {
+            ProblemKind::NullIntoNotNull => "NULL into NOT NULL",
+            ProblemKind::NoValueForNotNull => "no value for NOT NULL",
+            ProblemKind::Narrowing => "value does not fit",
+            ProblemKind::Duplicate => "duplicate",
+        }
+    }
+
+    fn describe(&self, key: &[String]) -> String {
+        let example = self
+            .example_key
+            .as_ref()
+            .map(|k| format!(", e.g. key ({}) = ({})", key.join(", "), k.join(", ")))
+            .unwrap_or_default();
+        let rows = match self.kind {
+            ProblemKind::Duplicate => format!("{} source rows share it", self.rows),
+            _ => format!(
+                "{} source row{}",
+                self.rows,
+                if self.rows == 1 { "" } else { "s" }
+            ),
+        };
+        format!("{} ({rows}{example})", self.detail)
+    }
+}
+
+impl Preflight {
+    /// The refusal of a copy into `target` when any problem was found:
+    /// each problem with its column, an example key and the fix.
+    pub fn refusal(&self, target: &str) -> Option<Error> {
+        if self.problems.is_empty() {
+            return None;
+        }
+        let items: Vec<String> = self
+            .problems
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                format!(
+                    "({}) {}: {}; {}",
+                    i + 1,
+                    p.label(),
+                    p.describe(&self.key),
+                    p.fix
+                )
+            })
+            .collect();
+        Some(Error::input(format!(
+            "pre-flight checks found {} problem{} copying into {target} that would lose data or \
+             stop the copy midway, so it did not start: {}. `rowferry plan` with the same flags \
+             lists every check",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" },
+            items.join("; ")
+        )))
+    }
+
+    /// The checks and their results, one line each, for `plan`.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.problems.is_empty() {
+            lines.push("no problem found".to_string());
+        } else {
+            lines.push(format!(
+                "{} problem{}: copy would refuse to start (exit 2)",
+                self.problems.len(),
+                if self.problems.len() == 1 { "" } else { "s" }
+            ));
+            for p in &self.problems {
+                lines.push(format!(
+                    "  {}: {}; fix: {}",
+                    p.label(),
+                    p.describe(&self.key),
+                    p.fix
+                ));
+            }
+        }
+        for (title, items) in [
+            ("checked by reading the source", &self.scanned),
+            ("proven by the catalog", &self.proven),
+            ("not checked", &self.not_checked),
+        ] {
+            if !items.is_empty() {
+                lines.push(format!("{title}:"));
+                lines.extend(items.iter().map(|i| format!("  {i}")));
+            }
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: ProblemKind, rows: u64) -> Problem {
+        Problem {
+            kind,
+            target_column: "n".into(),
+            detail: "n is NOT NULL in s.dst, but \"n\" is NULL".into(),
+            rows,
+            example_key: Some(vec!["7".into(), "b".into()]),
+            fix: "fix it".into(),
+        }
+    }
+
+    #[test]
+    fn refusal_names_column_key_and_fix() {
+        let mut pf = Preflight {
+            key: vec!["id".into(), "k".into()],
+            ..Default::default()
+        };
+        assert!(pf.refusal("s.dst").is_none());
+        pf.problems.push(problem(ProblemKind::NullIntoNotNull, 3));
+        let e = pf.refusal("s.dst").unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.message.contains("1 problem copying into s.dst"), "{e}");
+        assert!(e.message.contains("NULL into NOT NULL"), "{e}");
+        assert!(
+            e.message
+                .contains("3 source rows, e.g. key (id, k) = (7, b)"),
+            "{e}"
+        );
+        assert!(e.message.contains("fix it"), "{e}");
+        let lines = pf.lines();
+        assert!(lines[0].contains("copy would refuse"), "{lines:?}");
+    }
+
+    #[test]
+    fn reads_keys_from_json_text() {
+        let row: Row = vec![Some(r#"["1","a\"b"]"#.into()), None];
+        assert_eq!(
+            key_of(Some(&row), 0).unwrap(),
+            Some(vec!["1".to_string(), "a\"b".to_string()])
+        );
+        assert_eq!(key_of(Some(&row), 1).unwrap(), None);
+        assert_eq!(number(Some(&row), 1), 0);
+    }
+
+    #[test]
+    fn problems_serialize_for_plan_json() {
+        let v = serde_json::to_value(problem(ProblemKind::Duplicate, 2)).unwrap();
+        assert_eq!(v["kind"], "duplicate");
+        assert_eq!(v["column"], "n");
+        assert_eq!(v["rows"], 2);
+        assert_eq!(v["example_key"][0], "7");
+    }
+}

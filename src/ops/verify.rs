@@ -1,0 +1,593 @@
+//! `rowferry verify`: prove that the target holds exactly the source's rows
+//! (after `--map` and `--where`). The planner's chunks are compared by
+//! checksums computed in the database, in parallel and throttled like a
+//! copy; a differing range is bisected down to the keys that differ, and
+//! each of those is read again before it is reported, so that a row
+//! written while verify ran is not a false alarm.
+
+use super::copy::{inspect_pair, resolve_columns};
+use super::watch_signals;
+use crate::checkpoint::{Chunk, Ledger};
+use crate::db::{self, Database, Row, Session, SessionSettings};
+use crate::dialect::checksum::{
+    ChecksumSide, checksum_sql, paired_checksum_sql, row_hash_by_key_sql, row_hashes_sql,
+    split_point_sql,
+};
+use crate::dialect::{Dialect, RangeShape};
+use crate::error::{Error, ErrorKind, Result};
+use crate::planner::{KeysetPlanner, lock};
+use crate::pool::{ChunkWork, LedgerSink, Outcome, Pipeline, describe_chunk};
+use crate::progress::{Reporter, Stats};
+use crate::spec::{CopySpec, RunOptions};
+use crate::table::{Key, KeyValue, TableInfo};
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// A range this small on its larger side is diffed row by row.
+const LEAF_ROWS: u64 = 256;
+/// A difference must persist across this many reads to be reported.
+const RECHECKS: u32 = 3;
+const RECHECK_PAUSE: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DifferenceKind {
+    MissingInTarget,
+    ExtraInTarget,
+    DifferentValues,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Difference {
+    pub kind: DifferenceKind,
+    /// The key, as the source (or, for extra rows, the target) prints it.
+    pub key: KeyValue,
+}
+
+/// What `verify` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "equal", "different" or "interrupted".
+    pub status: &'static str,
+    pub source_table: String,
+    pub target_table: String,
+    pub key: Vec<String>,
+    /// Source rows compared (after --where).
+    pub rows_compared: u64,
+    pub chunks: u64,
+    /// Ranges whose checksums differed.
+    pub differing_ranges: u64,
+    pub differences: Vec<Difference>,
+    /// More rows differ than --max-differences: bisecting stopped there.
+    pub truncated: bool,
+    pub elapsed_s: f64,
+    pub rows_per_sec: f64,
+}
+
+/// A key range `(lo, hi]`; None is open-ended.
+#[derive(Debug, Clone)]
+struct Range {
+    lo: Option<KeyValue>,
+    hi: Option<KeyValue>,
+}
+
+impl Range {
+    fn shape(&self) -> RangeShape {
+        RangeShape {
+            has_lo: self.lo.is_some(),
+            has_hi: self.hi.is_some(),
+        }
+    }
+
+    fn params(&self) -> Vec<String> {
+        self.lo.iter().chain(&self.hi).flatten().cloned().collect()
+    }
+}
+
+/// The two sides and how to read them.
+struct Comparison {
+    d: &'static dyn Dialect,
+    source: ChecksumSide,
+    target: ChecksumSide,
+    /// Where the target lives when not beside the source. Beside it, both
+    /// sides are read in one statement (one snapshot).
+    target_db: Option<Arc<dyn Database>>,
+}
+
+/// (count, hash sum) of each side.
+type Sums = (
+    (Option<String>, Option<String>),
+    (Option<String>, Option<String>),
+);
+
+impl Comparison {
+    async fn sums(&self, source: &mut dyn Session, range: &Range) -> Result<Sums> {
+        let d = self.d;
+        let params = range.params();
+        let pair = |row: Option<&Row>, at: usize| {
+            let cell = |i: usize| row.and_then(|r| r.get(i).cloned().flatten());
+            (cell(at), cell(at + 1))
+        };
+        match &self.target_db {
+            None => {
+                let sql = paired_checksum_sql(d, &self.source, &self.target, range.shape());
+                let rows = source.query(&sql, &params).await?;
+                Ok((pair(rows.first(), 0), pair(rows.first(), 2)))
+            }
+            Some(db) => {
+                let s = source
+                    .query(&checksum_sql(d, &self.source, range.shape()), &params)
+                    .await?;
+                let mut t_session = db.session().await?;
+                let t = t_session
+                    .query(&checksum_sql(d, &self.target, range.shape()), &params)
+                    .await?;
+                Ok((pair(s.first(), 0), pair(t.first(), 0)))
+            }
+        }
+    }
+
+    async fn on_target<T>(
+        &self,
+        source: &mut dyn Session,
+        f: impl AsyncFnOnce(&mut dyn Session) -> Result<T>,
+    ) -> Result<T> {
+        match &self.target_db {
+            None => f(source).await,
+            Some(db) => {
+                let mut s = db.session().await?;
+                f(s.as_mut()).await
+            }
+        }
+    }
+
+    /// Key -> row hash of every row of a small range on one side.
+    async fn rows(
+        &self,
+        session: &mut dyn Session,
+        side: &ChecksumSide,
+        range: &Range,
+    ) -> Result<HashMap<KeyValue, Option<String>>> {
+        let sql = row_hashes_sql(self.d, side, range.shape());
+        let width = side.key.columns.len();
+        Ok(session
+            .query(&sql, &range.params())
+            .await?
+            .into_iter()
+            .map(|r| {
+                let key = r[..width.min(r.len())]
+                    .iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect();
+                (key, r.get(width).cloned().flatten())
+            })
+            .collect())
+    }
+
+    /// Where to cut a range in two: `offset` rows into the larger side.
+    async fn split_point(
+        &self,
+        source: &mut dyn Session,
+        on_target: bool,
+        range: &Range,
+        offset: u64,
+    ) -> Result<Option<KeyValue>> {
+        let side = if on_target {
+            &self.target
+        } else {
+            &self.source
+        };
+        let sql = split_point_sql(self.d, side, range.shape(), offset);
+        let params = range.params();
+        let rows = if on_target {
+            self.on_target(source, async |s| s.query(&sql, &params).await)
+                .await?
+        } else {
+            source.query(&sql, &params).await?
+        };
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| r.into_iter().map(Option::unwrap_or_default).collect()))
+    }
+
+    /// One key's row hash on each side, read again.
+    async fn recheck(&self, source: &mut dyn Session, key: &KeyValue) -> Result<bool> {
+        let d = self.d;
+        let one = |rows: Vec<Row>| {
+            rows.into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next().flatten())
+        };
+        match &self.target_db {
+            None => {
+                let sql = format!(
+                    "SELECT ({}), ({})",
+                    row_hash_by_key_sql(d, &self.source),
+                    row_hash_by_key_sql(d, &self.target)
+                );
+                let rows = source.query(&sql, key).await?;
+                let row = rows.into_iter().next().unwrap_or_default();
+                Ok(row.first().cloned().flatten() != row.get(1).cloned().flatten())
+            }
+            Some(_) => {
+                let s = one(source
+                    .query(&row_hash_by_key_sql(d, &self.source), key)
+                    .await?);
+                let sql = row_hash_by_key_sql(d, &self.target);
+                let t = one(self
+                    .on_target(source, async |t| t.query(&sql, key).await)
+                    .await?);
+                Ok(s != t)
+            }
+        }
+    }
+}
+
+/// Each chunk: compare both sides' checksums; remember the ranges that differ.
+struct VerifyWork {
+    comparison: Arc<Comparison>,
+    differing: Mutex<Vec<Range>>,
+}
+
+#[async_trait]
+impl ChunkWork for VerifyWork {
+    async fn run(&self, session: &mut dyn Session, chunk: &Chunk) -> Result<u64> {
+        let range = Range {
+            lo: chunk.lo.clone(),
+            hi: Some(chunk.hi.clone()),
+        };
+        let (s, t) = self.comparison.sums(session, &range).await?;
+        if s != t {
+            lock(&self.differing).push(range);
+        }
+        Ok(s.0.and_then(|n| n.parse().ok()).unwrap_or(0))
+    }
+
+    fn explain(&self, chunk: &Chunk, error: Error) -> Error {
+        error.context(format!("verifying {}", describe_chunk(chunk)))
+    }
+}
+
+/// Verify keeps no checkpoint: it writes nothing, and a rerun starts over.
+struct NoCheckpoint;
+
+impl LedgerSink for NoCheckpoint {
+    fn save(&mut self, _ledger: &Ledger) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Result<()> {
+    let settings = SessionSettings {
+        pool_size: opts.workers + 2,
+        lock_timeout: opts.lock_timeout,
+        statement_timeout: opts.statement_timeout,
+    };
+    let db: Arc<dyn Database> = Arc::from(db::connect(&spec.source, &settings).await?);
+    let target_db: Option<Arc<dyn Database>> = match &spec.target {
+        Some(t) if t.identity() != spec.source.identity() => {
+            Some(Arc::from(db::connect(t, &settings).await?))
+        }
+        _ => None,
+    };
+    let d = db.dialect();
+    let mut session = db.session().await?;
+    let (source, target, key) = match &target_db {
+        Some(t) => {
+            let mut ts = t.session().await?;
+            inspect_pair(d, session.as_mut(), Some(ts.as_mut()), spec).await?
+        }
+        None => inspect_pair(d, session.as_mut(), None, spec).await?,
+    };
+    let comparison = Arc::new(comparison(d, &source, &target, &key, spec, target_db)?);
+    let started = Instant::now();
+
+    let stop = CancellationToken::new();
+    watch_signals(stop.clone());
+    let stats = Arc::new(Stats::default());
+    let throttle = Arc::new(crate::throttle::Throttle::new(
+        opts.max_rows_per_sec,
+        opts.pause_file.clone(),
+    ));
+    let planner = Arc::new(KeysetPlanner::new(
+        d,
+        comparison.source.table.clone(),
+        key.clone(),
+    ));
+    let upper = planner.upper_bound(session.as_mut()).await?;
+    eprintln!(
+        "rowferry: verify {} -> {}: key ({}), ~{} rows (catalog estimate), {} workers",
+        source.display_name(),
+        target.display_name(),
+        key.names().join(", "),
+        source.estimated_rows,
+        opts.workers
+    );
+    let work = Arc::new(VerifyWork {
+        comparison: comparison.clone(),
+        differing: Mutex::new(Vec::new()),
+    });
+    let reporter = Reporter::new(
+        opts.progress,
+        "verify",
+        stats.clone(),
+        throttle.clone(),
+        source.estimated_rows,
+    );
+    let reporting_done = CancellationToken::new();
+    let reporting = tokio::spawn(reporter.run(reporting_done.clone()));
+    let pipeline = Pipeline {
+        db: db.clone(),
+        planner,
+        work: work.clone(),
+        ledger: Arc::new(Mutex::new(Ledger::new(upper.clone()))),
+        sizer: Arc::new(Mutex::new(opts.chunk_sizer(source.estimated_row_bytes))),
+        throttle,
+        stats: stats.clone(),
+        workers: opts.workers,
+        max_retries: opts.max_retries,
+        stop: stop.clone(),
+        crash_after_chunks: None,
+    };
+    let outcome = pipeline.run(&mut NoCheckpoint).await;
+    reporting_done.cancel();
+    let _ = reporting.await;
+    let mut report = Report {
+        status: "equal",
+        source_table: source.display_name(),
+        target_table: target.display_name(),
+        key: key.names(),
+        rows_compared: stats.rows_done.load(Ordering::Relaxed),
+        chunks: stats.chunks_done.load(Ordering::Relaxed),
+        differing_ranges: 0,
+        differences: Vec::new(),
+        truncated: false,
+        elapsed_s: 0.0,
+        rows_per_sec: 0.0,
+    };
+    match outcome {
+        Outcome::Done => {}
+        Outcome::Interrupted => {
+            report.status = "interrupted";
+            finish(&mut report, started, opts.json);
+            return Err(Error::new(
+                ErrorKind::Interrupted,
+                "verify interrupted before it compared every chunk; rerun it to start over",
+            ));
+        }
+        Outcome::Failed(e) => return Err(e),
+    }
+
+    // Rows past the largest key at the start (written since), and the
+    // target's rows beyond the source's range.
+    let mut differing = std::mem::take(&mut *lock(&work.differing));
+    let tail = Range {
+        lo: upper,
+        hi: None,
+    };
+    let (s, t) = comparison.sums(session.as_mut(), &tail).await?;
+    if s != t {
+        differing.push(tail);
+    }
+    report.differing_ranges = differing.len() as u64;
+    let found = bisect(&comparison, session.as_mut(), differing, max_differences).await?;
+    report.truncated = found.truncated;
+    // Differences must hold when read again: a row written while verify
+    // ran is compared as it is now.
+    let mut differences = found.differences;
+    for _ in 0..RECHECKS {
+        if differences.is_empty() {
+            break;
+        }
+        tokio::time::sleep(RECHECK_PAUSE).await;
+        let mut still = Vec::new();
+        for diff in differences {
+            if comparison.recheck(session.as_mut(), &diff.key).await? {
+                still.push(diff);
+            }
+        }
+        differences = still;
+    }
+    report.differences = differences;
+    if !report.differences.is_empty() || report.truncated {
+        report.status = "different";
+    }
+    finish(&mut report, started, opts.json);
+    if report.status == "different" {
+        return Err(Error::new(
+            ErrorKind::Differences,
+            format!(
+                "verify found differences between {} and {}{} (exit 3)",
+                report.source_table,
+                report.target_table,
+                if report.truncated {
+                    format!("; listing stopped at --max-differences {max_differences}")
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The two checksum sides: the copy's resolved columns, source
+/// expressions converted to the target column's type as the INSERT would.
+fn comparison(
+    d: &'static dyn Dialect,
+    source: &TableInfo,
+    target: &TableInfo,
+    key: &Key,
+    spec: &CopySpec,
+    target_db: Option<Arc<dyn Database>>,
+) -> Result<Comparison> {
+    let resolved = resolve_columns(d, source, target, &spec.maps, key)?;
+    let mut source_values = Vec::new();
+    let mut target_values = Vec::new();
+    for (name, expr) in &resolved.columns {
+        let Some(column) = target.column(name) else {
+            continue;
+        };
+        let unchanged = source
+            .column(name)
+            .is_some_and(|s| s.data_type == column.data_type && *expr == d.quote_ident(name));
+        source_values.push(d.canonical_value(expr, column, !unchanged));
+        target_values.push(d.canonical_value(&d.quote_ident(name), column, false));
+    }
+    let target_key = Key {
+        columns: resolved
+            .key_target_columns
+            .iter()
+            .filter_map(|name| target.column(name).cloned())
+            .collect(),
+    };
+    Ok(Comparison {
+        d,
+        source: ChecksumSide {
+            table: d.qualified(&source.schema, &source.name),
+            key: key.clone(),
+            values: source_values,
+            where_sql: spec.where_sql.clone(),
+        },
+        target: ChecksumSide {
+            table: d.qualified(&target.schema, &target.name),
+            key: target_key,
+            values: target_values,
+            where_sql: None,
+        },
+        target_db,
+    })
+}
+
+struct Found {
+    differences: Vec<Difference>,
+    truncated: bool,
+}
+
+/// Narrow each differing range: halve it (at the larger side's middle
+/// key) until it is small, then compare its rows one by one.
+async fn bisect(
+    c: &Comparison,
+    session: &mut dyn Session,
+    mut ranges: Vec<Range>,
+    max: u64,
+) -> Result<Found> {
+    let mut differences = Vec::new();
+    let count = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    while let Some(range) = ranges.pop() {
+        if differences.len() as u64 >= max {
+            return Ok(Found {
+                differences,
+                truncated: true,
+            });
+        }
+        let (s, t) = c.sums(session, &range).await?;
+        if s == t {
+            continue; // equal now: the difference was a write in flight
+        }
+        let (ns, nt) = (count(&s.0), count(&t.0));
+        let larger = ns.max(nt);
+        if larger > LEAF_ROWS {
+            let on_target = nt > ns;
+            if let Some(mid) = c
+                .split_point(session, on_target, &range, larger / 2)
+                .await?
+            {
+                ranges.push(Range {
+                    lo: Some(mid.clone()),
+                    hi: range.hi.clone(),
+                });
+                ranges.push(Range {
+                    lo: range.lo.clone(),
+                    hi: Some(mid),
+                });
+                continue;
+            }
+        }
+        let source_rows = c.rows(session, &c.source, &range).await?;
+        let target_rows = c
+            .on_target(session, async |t| c.rows(t, &c.target, &range).await)
+            .await?;
+        let mut found: Vec<Difference> = Vec::new();
+        for (key, hash) in &source_rows {
+            match target_rows.get(key) {
+                None => found.push(Difference {
+                    kind: DifferenceKind::MissingInTarget,
+                    key: key.clone(),
+                }),
+                Some(h) if h != hash => found.push(Difference {
+                    kind: DifferenceKind::DifferentValues,
+                    key: key.clone(),
+                }),
+                Some(_) => {}
+            }
+        }
+        for key in target_rows.keys().filter(|k| !source_rows.contains_key(*k)) {
+            found.push(Difference {
+                kind: DifferenceKind::ExtraInTarget,
+                key: key.clone(),
+            });
+        }
+        // A stable order for the report (by kind, then as the server
+        // printed the key: only for display, never to bound a range).
+        found.sort_by(|a, b| (a.kind as u8, &a.key).cmp(&(b.kind as u8, &b.key)));
+        differences.extend(found);
+    }
+    let truncated = differences.len() as u64 > max;
+    differences.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+    Ok(Found {
+        differences,
+        truncated,
+    })
+}
+
+fn finish(report: &mut Report, started: Instant, json: bool) {
+    let elapsed = started.elapsed().as_secs_f64();
+    report.elapsed_s = (elapsed * 1000.0).round() / 1000.0;
+    report.rows_per_sec = if elapsed > 0.0 {
+        (report.rows_compared as f64 / elapsed).round()
+    } else {
+        0.0
+    };
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return;
+    }
+    let verdict = match report.status {
+        "equal" => "equal".to_string(),
+        "different" => format!(
+            "{}{} difference(s) in {} differing range(s)",
+            report.differences.len(),
+            if report.truncated { "+" } else { "" },
+            report.differing_ranges
+        ),
+        other => other.to_string(),
+    };
+    println!(
+        "verify {} -> {}: {verdict}; {} source rows in {} chunks compared in {:.1}s ({:.0} rows/s)",
+        report.source_table,
+        report.target_table,
+        report.rows_compared,
+        report.chunks,
+        report.elapsed_s,
+        report.rows_per_sec
+    );
+    for diff in &report.differences {
+        let what = match diff.kind {
+            DifferenceKind::MissingInTarget => "missing in target",
+            DifferenceKind::ExtraInTarget => "extra in target",
+            DifferenceKind::DifferentValues => "different values",
+        };
+        println!("  {what}: key ({})", diff.key.join(", "));
+    }
+}
