@@ -147,8 +147,8 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// For a step that only runs DDL (sync install/remove): defaults that
-    /// the chunk flags would give, one connection at a time.
+    /// The chunk flags' defaults with one worker: for a step that only
+    /// runs DDL (sync install/remove).
     pub fn for_ddl() -> Self {
         RunOptions {
             workers: 1,
@@ -304,20 +304,10 @@ mod tests {
     #[test]
     fn chunks_are_capped_to_the_rate_limit() {
         let opts = RunOptions {
-            workers: 4,
             chunk_rows: 50_000,
             chunk_time: Duration::ZERO,
-            max_chunk_rows: 100_000,
-            max_chunk_bytes: 16 << 20,
             max_rows_per_sec: NonZeroU32::new(700),
-            pause_file: None,
-            checkpoint: None,
-            restart: false,
-            progress: ProgressMode::None,
-            json: false,
-            lock_timeout: Duration::from_secs(2),
-            statement_timeout: Duration::from_secs(60),
-            max_retries: 10,
+            ..RunOptions::for_ddl()
         };
         assert_eq!(opts.chunk_sizer(100).rows(), 700);
     }
