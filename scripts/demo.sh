@@ -14,7 +14,11 @@
 #    ~3 s with SIGINT, exactly what Ctrl-C does (expected exit 130:
 #    interrupted, checkpoint saved), and shows the checkpoint;
 # 4. reruns the same command without --restart: it resumes where it stopped;
-# 5. proves both tables are identical (row count and an md5 over every row).
+# 5. proves both tables are identical (row count and an md5 over every row);
+# 6. the blue-green step: copies orders into orders_v2 with --dual-write
+#    while a writer keeps inserting, updating and deleting orders, then
+#    proves with `rowferry verify` that both hold the same rows, and removes
+#    the sync triggers.
 #
 # Idempotent: each run reloads the demo schema and starts the copy over.
 # Environment: DATABASE_URL, ROWS (default 1000000), KEEP=1 leaves the
@@ -124,6 +128,7 @@ cleanup() {
     # A Ctrl-C reaches the copy too (same process group): let it save its
     # checkpoint before the server goes away.
     if [[ -n $COPY_PID ]]; then wait "$COPY_PID" 2>/dev/null || true; fi
+    if [[ -n ${WRITER_PID:-} ]]; then kill "$WRITER_PID" 2>/dev/null || true; fi
     if ((PG_STARTED)); then
         if [[ ${KEEP:-0} == 1 ]]; then
             local prefix=""
@@ -236,14 +241,67 @@ check() {
 SRC=$(check orders)
 DST=$(check orders_copy)
 printf '    %-12s %s\n    %-12s %s\n' orders "$SRC" orders_copy "$DST"
-if [[ $SRC == "$DST" ]]; then
-    say "EQUAL"
-    if ((MYSQL)); then
-        printf '    (the demo tables stay in database %s; remove them with DROP DATABASE %s)\n' "$SCHEMA" "$SCHEMA"
-    else
-        printf '    (the demo tables stay in schema %s; remove them with DROP SCHEMA %s CASCADE)\n' "$SCHEMA" "$SCHEMA"
-    fi
-else
+[[ $SRC == "$DST" ]] || {
     say "DIFFERENT"
     exit 1
+}
+say "EQUAL"
+
+# ------------------------------------------------------ 6. online copy
+run_sql() {
+    if ((MYSQL)); then
+        mariadb "${MY_ARGS[@]}" -N -B -e "$1"
+    else
+        psql -w -X -A -t -q -v ON_ERROR_STOP=1 -d "$URL" -c "$1"
+    fi
+}
+if ((MYSQL)); then
+    run_sql "DROP TABLE IF EXISTS $SCHEMA.orders_v2; CREATE TABLE $SCHEMA.orders_v2 LIKE $SCHEMA.orders"
+else
+    run_sql "SET client_min_messages = warning; DROP TABLE IF EXISTS $SCHEMA.orders_v2;
+             CREATE TABLE $SCHEMA.orders_v2 (LIKE $SCHEMA.orders INCLUDING ALL)"
+fi
+PAIR=(--source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_v2")
+SHOWN_PAIR=(--source "$(redact "$URL")" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_v2")
+STOP_WRITER=$(mktemp -u)
+# The application: one insert beyond the copied range, one update and one
+# delete inside it, over and over, until told to stop.
+writer() {
+    local n=0 id
+    while [[ ! -e $STOP_WRITER ]]; do
+        n=$((n + 1))
+        id=$(((RANDOM * 32768 + RANDOM) % ROWS + 1))
+        run_sql "INSERT INTO $SCHEMA.orders (id, customer_id, status, amount, created_at, note)
+                   VALUES ($((ROWS * 2 + n)), 7, 'new', 9.99, '2026-11-23 12:00:00.123456', 'written during the copy');
+                 UPDATE $SCHEMA.orders SET status = 'changed', amount = amount + 1 WHERE id = $id;
+                 DELETE FROM $SCHEMA.orders WHERE id = $((id + 3))" >/dev/null
+    done
+    echo "$n" >"$STOP_WRITER.count"
+}
+say "the blue-green step: a writer keeps inserting, updating and deleting in orders while
+    rowferry copies it into orders_v2 with dual-write triggers:
+    $BIN copy ${SHOWN_PAIR[*]} --dual-write"
+writer &
+WRITER_PID=$!
+rc=0
+"$BIN" copy "${PAIR[@]}" --dual-write --checkpoint target/demo-dual-write.checkpoint --restart || rc=$?
+sleep 1
+touch "$STOP_WRITER"
+wait "$WRITER_PID" || die "the writer failed"
+WRITER_PID=""
+[[ $rc == 0 ]] || die "the dual-write copy exited with $rc (expected 0)"
+say "the writer made $(cat "$STOP_WRITER.count") rounds of writes during the copy; now the proof:
+    $BIN verify ${SHOWN_PAIR[*]}"
+rm -f "$STOP_WRITER" "$STOP_WRITER.count"
+rc=0
+"$BIN" verify "${PAIR[@]}" || rc=$?
+[[ $rc == 0 ]] || die "verify exited with $rc (3: the tables differ)"
+say "EQUAL: every write made during the copy is in orders_v2. The triggers would keep it
+    that way until the cutover; the demo removes them:
+    $BIN sync remove ${SHOWN_PAIR[*]}"
+"$BIN" sync remove "${PAIR[@]}"
+if ((MYSQL)); then
+    printf '    (the demo tables stay in database %s; remove them with DROP DATABASE %s)\n' "$SCHEMA" "$SCHEMA"
+else
+    printf '    (the demo tables stay in schema %s; remove them with DROP SCHEMA %s CASCADE)\n' "$SCHEMA" "$SCHEMA"
 fi
