@@ -3,7 +3,7 @@
 //! the split point that bisects a range. Each side is read through its
 //! own key columns; bounds travel as text, as for the copy.
 
-use super::{Dialect, PROBE_ALIAS, RangeShape, key_range, key_select_list, order_by};
+use super::{Dialect, PROBE_ALIAS, RangeShape, key_range, order_by};
 use crate::table::Key;
 
 /// One side of a comparison: a table, its key, and the values compared.
@@ -13,6 +13,8 @@ pub struct ChecksumSide {
     pub table: String,
     /// This side's key columns (the target's receive the source's key).
     pub key: Key,
+    /// The key columns as text, printed alike on both sides.
+    pub key_text: Vec<String>,
     /// Canonical value expressions, the same columns in the same order on
     /// both sides.
     pub values: Vec<String>,
@@ -57,7 +59,7 @@ pub fn paired_checksum_sql(
 pub fn row_hashes_sql(d: &dyn Dialect, side: &ChecksumSide, shape: RangeShape) -> String {
     format!(
         "SELECT {}, MD5({}) FROM {} WHERE {}",
-        key_select_list(d, &side.key),
+        side.key_text.join(", "),
         d.row_text(&side.values),
         side.table,
         filter(d, side, shape)
@@ -91,7 +93,7 @@ pub fn split_point_sql(
 ) -> String {
     format!(
         "SELECT {} FROM {} {PROBE_ALIAS} WHERE {} ORDER BY {}{}",
-        key_select_list(d, &side.key),
+        side.key_text.join(", "),
         side.table,
         key_range(d, &side.key, shape),
         order_by(d, &side.key, false),
@@ -110,6 +112,7 @@ mod tests {
         ChecksumSide {
             table: d.qualified("s", table),
             key: key(&[("id", "bigint")]),
+            key_text: vec![d.key_text(&column("id", "bigint"))],
             values: vec![
                 d.canonical_value(&d.quote_ident("id"), &column("id", "bigint"), false),
                 d.canonical_value("amount * 2", &column("doubled", "numeric(12,2)"), true),

@@ -72,6 +72,11 @@ pub trait Dialect: Send + Sync {
     /// (lock name) -> ("true" when this session now holds the job's lock)
     fn try_job_lock_sql(&self) -> &'static str;
 
+    /// `column` (the target's) as exact text in the form `like` (the
+    /// source's key column) prints, where their types differ: keys of both
+    /// sides must read alike to be matched.
+    fn key_text_as(&self, column: &Column, like: &Column) -> String;
+
     /// Why `column` cannot bound chunks on this engine, if it cannot: a
     /// key whose text form is not exact would lose the rows past a
     /// rounded bound.
@@ -158,6 +163,18 @@ pub trait Dialect: Send + Sync {
 
     /// Statements that drop a sync's objects, each `IF EXISTS`.
     fn sync_drop_sql(&self, source: &str, source_schema: &str, name: &str) -> Vec<String>;
+
+    /// Why a trigger could write `source`'s value into `target` otherwise
+    /// than the copy does, if it could: the conversion depends on the
+    /// application session's settings, which a trigger inherits.
+    fn session_dependent(&self, _source: &Column, _target: &Column) -> Option<&'static str> {
+        None
+    }
+
+    /// NULL of a column's type (where the engine can name any type in a cast).
+    fn typed_null(&self, _data_type: &str) -> String {
+        "NULL".into()
+    }
 
     /// (schema, table) -> names of foreign keys whose cascades change the
     /// table's rows without firing its triggers, where the engine has them.
@@ -332,7 +349,7 @@ pub(crate) fn order_by(d: &dyn Dialect, key: &Key, descending: bool) -> String {
         .join(", ")
 }
 
-pub(crate) fn key_select_list(d: &dyn Dialect, key: &Key) -> String {
+fn key_select_list(d: &dyn Dialect, key: &Key) -> String {
     key.columns
         .iter()
         .map(|c| d.key_text(c))

@@ -89,6 +89,17 @@ impl Dialect for Mysql {
         }
     }
 
+    fn key_text_as(&self, column: &Column, like: &Column) -> String {
+        let col = self.quote_ident(&column.name);
+        match key_form(like) {
+            KeyForm::Integer { unsigned: true } => format!("CAST(CAST({col} AS UNSIGNED) AS CHAR)"),
+            KeyForm::Integer { unsigned: false } => format!("CAST(CAST({col} AS SIGNED) AS CHAR)"),
+            KeyForm::Cast(ty) => format!("CAST(CAST({col} AS {ty}) AS CHAR)"),
+            KeyForm::Binary => format!("HEX({col})"),
+            KeyForm::Ordinal | KeyForm::Inexact | KeyForm::Text => format!("CAST({col} AS CHAR)"),
+        }
+    }
+
     fn unusable_key_reason(&self, column: &Column) -> Option<&'static str> {
         matches!(key_form(column), KeyForm::Inexact).then_some(
             "MySQL prints floating-point values rounded, so a chunk bound would not be exact",
@@ -351,6 +362,16 @@ impl Dialect for Mysql {
         false
     }
 
+    fn session_dependent(&self, source: &Column, target: &Column) -> Option<&'static str> {
+        let timestamp = |c: &Column| c.data_type.to_ascii_lowercase().starts_with("timestamp");
+        (timestamp(source) && !timestamp(target)).then_some(
+            "MySQL turns a TIMESTAMP into a DATETIME in the session's time_zone: rows the \
+             application writes from a session not in UTC reach the target shifted (the copy \
+             itself runs in UTC). Run the application in UTC during the migration, or make the \
+             target column TIMESTAMP",
+        )
+    }
+
     fn untriggered_writes_sql(&self) -> Option<&'static str> {
         Some(
             "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
@@ -369,6 +390,8 @@ impl Dialect for Mysql {
             (true, KeyForm::Integer { unsigned: true }) => format!("CAST(({expr}) AS UNSIGNED)"),
             (true, KeyForm::Integer { unsigned: false }) => format!("CAST(({expr}) AS SIGNED)"),
             (true, KeyForm::Cast(ty)) => format!("CAST(({expr}) AS {ty})"),
+            // FLOAT prints 6 digits; as DOUBLE, every bit shows.
+            (_, KeyForm::Inexact) => format!("CAST(({expr}) AS DOUBLE)"),
             _ => expr.to_string(),
         };
         format!("CAST({value} AS CHAR)")

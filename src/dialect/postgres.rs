@@ -3,7 +3,7 @@
 //! session settings the driver pins (UTC, ISO dates, extra_float_digits=3).
 
 use super::sync::{
-    SyncObject, SyncTriggers, key_equals, record_key, trigger_delete, trigger_insert,
+    SyncObject, SyncTriggers, record_key, trigger_delete, trigger_insert, trigger_row,
 };
 use super::types::{LengthUnit, TemporalKind, TypeShape, base_name, decimal_shape, first_modifier};
 use super::{CopyStatement, Dialect, target_lookup};
@@ -33,6 +33,14 @@ impl Dialect for Postgres {
 
     fn key_text(&self, column: &Column) -> String {
         format!("{}::text", self.quote_ident(&column.name))
+    }
+
+    fn key_text_as(&self, column: &Column, like: &Column) -> String {
+        format!(
+            "(CAST({} AS {}))::text",
+            self.quote_ident(&column.name),
+            like.data_type
+        )
     }
 
     fn rows_at_offset(&self, limit: u64, offset: u64) -> String {
@@ -224,14 +232,18 @@ impl Dialect for Postgres {
         let function = self.qualified(&s.source_schema, &s.name);
         let trigger = self.quote_ident(&s.name);
         let body = sync_function_body(self, s);
+        let quote = dollar_quote(&body);
         // SECURITY DEFINER: the application's role writes the source, the
-        // installer's role writes the target. A pinned search_path keeps a
-        // definer function from resolving names through a schema others
-        // can write; our own SQL names every table with its schema.
+        // installer's role writes the target. The search_path is the
+        // installing session's, under which --map and --where were checked;
+        // the other settings are the ones the copy's sessions pin, so a
+        // mirrored value converts exactly as a copied one, whatever the
+        // application's session says.
         let create_function = format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
-             SECURITY DEFINER SET search_path = pg_catalog, {}, pg_temp AS {SYNC_QUOTE}{body}{SYNC_QUOTE}",
-            self.quote_ident(&s.source_schema)
+             SECURITY DEFINER SET search_path FROM CURRENT SET TimeZone = 'UTC' \
+             SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 \
+             AS {quote}{body}{quote}"
         );
         let create_trigger = format!(
             "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW \
@@ -293,13 +305,26 @@ impl Dialect for Postgres {
         true
     }
 
+    fn typed_null(&self, data_type: &str) -> String {
+        format!("CAST(NULL AS {data_type})")
+    }
+
     fn canonical_value(&self, expr: &str, column: &Column, cast: bool) -> String {
         // ROW(...)::text prints every value with its type's output
         // function, under the session's pinned UTC/ISO/float settings.
-        if cast {
-            format!("CAST(({expr}) AS {})", column.data_type)
-        } else {
+        // Casts follow what the INSERT's assignment does, except that an
+        // explicit cast to a length silently cuts text the INSERT would
+        // refuse: a value too long for the target must compare different.
+        let ty = column.data_type.as_str();
+        if ty.starts_with("character(") || ty == "character" {
+            // char(n) pads; compared without its trailing spaces, as PostgreSQL does.
+            format!("rtrim(CAST(({expr}) AS text), ' ')")
+        } else if !cast {
             expr.to_string()
+        } else if ty.starts_with("character varying") || ty.starts_with("bit varying") {
+            format!("CAST(({expr}) AS text)")
+        } else {
+            format!("CAST(({expr}) AS {ty})")
         }
     }
 
@@ -318,8 +343,17 @@ impl Dialect for Postgres {
     }
 }
 
-/// Dollar quote around the trigger function's body.
-const SYNC_QUOTE: &str = "$rowferry_sync$";
+/// A dollar quote that does not occur in `body` (column names and --map
+/// expressions are free to contain anything).
+fn dollar_quote(body: &str) -> String {
+    (0..)
+        .map(|n| match n {
+            0 => "$rowferry_sync$".to_string(),
+            n => format!("$rowferry_sync_{n}$"),
+        })
+        .find(|q| !body.contains(q.as_str()))
+        .unwrap_or_default()
+}
 
 /// One function for all three events. An UPDATE that keeps the key is an
 /// upsert; one that changes it deletes the old key first. With `--where`,
@@ -344,22 +378,32 @@ fn sync_function_body(d: &Postgres, s: &SyncTriggers) -> String {
                 .join(", ")
         )
     };
-    let left_filter = match s.copy.where_sql {
-        Some(_) => format!(
-            "\n    IF NOT FOUND THEN\n      DELETE FROM {} WHERE {};\n    END IF;",
-            s.copy.target,
-            key_equals(s, "NEW")
+    let upsert = format!("{} {on_conflict};", trigger_insert(d, s, "NEW"));
+    let write_new = match &s.copy.where_sql {
+        Some(w) => format!(
+            "IF EXISTS (SELECT 1 FROM {} WHERE ({w})) THEN\n      {upsert}\n    ELSE\n      \
+             {};\n    END IF;",
+            trigger_row(d, s, "NEW"),
+            trigger_delete(s, "NEW")
         ),
-        None => String::new(),
+        None => upsert,
     };
+    // Under REPEATABLE READ or SERIALIZABLE the DELETE below cannot see a
+    // row that the copy committed after the application's snapshot, and
+    // would leave it behind. An insert of the same key can: it raises a
+    // serialization failure, which such applications retry.
+    let see_committed = format!(
+        "IF current_setting('transaction_isolation') <> 'read committed' THEN\n      \
+         {} ON CONFLICT ({target_key}) DO NOTHING;\n    END IF;",
+        trigger_insert(d, s, "OLD")
+    );
     format!(
         "\nBEGIN\n  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ROW({old}) IS DISTINCT FROM ROW({new})) THEN\n    \
-         {delete};\n  END IF;\n  IF TG_OP <> 'DELETE' THEN\n    {insert} {on_conflict};{left_filter}\n  END IF;\n  \
+         {see_committed}\n    {delete};\n  END IF;\n  IF TG_OP <> 'DELETE' THEN\n    {write_new}\n  END IF;\n  \
          RETURN NULL;\nEND\n",
         old = record_key(s, "OLD"),
         new = record_key(s, "NEW"),
         delete = trigger_delete(s, "OLD"),
-        insert = trigger_insert(d, s, "NEW"),
     )
 }
 

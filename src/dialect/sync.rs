@@ -4,6 +4,7 @@
 //! the trigger writes exactly what the copy would.
 
 use super::{CopyStatement, Dialect};
+use crate::table::Column;
 
 /// Everything a sync needs, resolved and (where SQL) quoted.
 #[derive(Debug, Clone)]
@@ -15,8 +16,8 @@ pub struct SyncTriggers {
     pub source: String,
     pub source_schema: String,
     pub source_name: String,
-    /// Every source column's name (what a trigger row carries).
-    pub source_columns: Vec<String>,
+    /// Every source column (what a trigger row carries).
+    pub source_columns: Vec<Column>,
     /// Quoted target columns refreshed when the key is already in the
     /// target (written columns, minus the key and GENERATED ALWAYS ones).
     pub update_columns: Vec<String>,
@@ -44,13 +45,14 @@ pub const SYNC_PREFIX: &str = "rowferry_sync_";
 /// `(SELECT NEW.a AS a, NEW.b AS b) AS source_name`: the trigger's row as
 /// a table that the copy's expressions can read.
 pub fn trigger_row(d: &dyn Dialect, s: &SyncTriggers, record: &str) -> String {
+    one_row(d, s, |c| format!("{record}.{}", d.quote_ident(&c.name)))
+}
+
+fn one_row(d: &dyn Dialect, s: &SyncTriggers, value: impl Fn(&Column) -> String) -> String {
     let columns = s
         .source_columns
         .iter()
-        .map(|c| {
-            let q = d.quote_ident(c);
-            format!("{record}.{q} AS {q}")
-        })
+        .map(|c| format!("{} AS {}", value(c), d.quote_ident(&c.name)))
         .collect::<Vec<_>>()
         .join(", ");
     format!("(SELECT {columns}) AS {}", d.quote_ident(&s.source_name))
@@ -58,8 +60,19 @@ pub fn trigger_row(d: &dyn Dialect, s: &SyncTriggers, record: &str) -> String {
 
 /// INSERT of the trigger's row into the target, if it passes `--where`.
 pub fn trigger_insert(d: &dyn Dialect, s: &SyncTriggers, record: &str) -> String {
+    insert_from(d, s, trigger_row(d, s, record))
+}
+
+/// The trigger's INSERT over a row of typed NULLs, for the server to
+/// check before any trigger exists: `--map` and `--where` must work on a
+/// one-row table named like the source, with the trigger's search path.
+pub fn trigger_insert_check(d: &dyn Dialect, s: &SyncTriggers) -> String {
+    insert_from(d, s, one_row(d, s, |c| d.typed_null(&c.data_type)))
+}
+
+fn insert_from(d: &dyn Dialect, s: &SyncTriggers, row: String) -> String {
     let copy = CopyStatement {
-        source: trigger_row(d, s, record),
+        source: row,
         lock_source_rows: false,
         ..s.copy.clone()
     };
@@ -125,7 +138,10 @@ mod tests {
             source: d.qualified("s", "src"),
             source_schema: "s".into(),
             source_name: "src".into(),
-            source_columns: vec!["id".into(), "first".into(), "last".into()],
+            source_columns: ["id", "first", "last"]
+                .iter()
+                .map(|c| crate::dialect::test_support::column(c, "text"))
+                .collect(),
             update_columns: vec![d.quote_ident("full name")],
             name: "rowferry_sync_dst_0123abcd".into(),
         }
@@ -158,9 +174,26 @@ mod tests {
             "{body}"
         );
         assert!(body.contains(r#"AS "src" WHERE (first <> 'x') ON CONFLICT ("id") DO UPDATE SET "full name" = EXCLUDED."full name";"#), "{body}");
-        assert!(body.contains(r#"IF NOT FOUND THEN"#), "{body}");
+        assert!(
+            body.contains(r#"IF EXISTS (SELECT 1 FROM (SELECT NEW."id" AS "id", NEW."first" AS "first", NEW."last" AS "last") AS "src" WHERE (first <> 'x')) THEN"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                r#"ELSE
+      DELETE FROM "s"."dst" WHERE "id" = NEW."id";"#
+            ),
+            "{body}"
+        );
+        // Under REPEATABLE READ a probe makes an invisible copied row a
+        // serialization failure rather than a row left behind.
+        assert!(
+            body.contains(r#"IF current_setting('transaction_isolation') <> 'read committed' THEN
+      INSERT INTO "s"."dst" ("id", "full name") SELECT "id", first || last FROM (SELECT OLD."id" AS "id""#),
+            "{body}"
+        );
         let create = &objects[0].create[0];
-        assert!(create.starts_with(r#"CREATE OR REPLACE FUNCTION "s"."rowferry_sync_dst_0123abcd"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, "s", pg_temp AS $rowferry_sync$"#), "{create}");
+        assert!(create.starts_with(r#"CREATE OR REPLACE FUNCTION "s"."rowferry_sync_dst_0123abcd"() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 AS $rowferry_sync$"#), "{create}");
         assert_eq!(
             objects[1].create,
             [
@@ -187,7 +220,29 @@ mod tests {
         t.update_columns.clear();
         let body = &Postgres.sync_objects(&t)[0].body;
         assert!(body.contains(r#"ON CONFLICT ("id") DO NOTHING;"#), "{body}");
-        assert!(!body.contains("IF NOT FOUND"), "{body}");
+    }
+
+    #[test]
+    fn postgres_body_quote_never_occurs_in_the_body() {
+        let mut t = triggers(&Postgres, None);
+        t.source_columns[1].name = "$rowferry_sync$".into();
+        let create = &Postgres.sync_objects(&t)[0].create[0];
+        assert!(create.contains("AS $rowferry_sync_1$"), "{create}");
+        assert!(create.ends_with("$rowferry_sync_1$"), "{create}");
+    }
+
+    #[test]
+    fn the_check_statement_reads_a_row_of_typed_nulls() {
+        let t = triggers(&Postgres, None);
+        assert!(
+            trigger_insert_check(&Postgres, &t).contains(
+                r#"FROM (SELECT CAST(NULL AS text) AS "id", CAST(NULL AS text) AS "first""#
+            )
+        );
+        assert!(
+            trigger_insert_check(&Mysql, &triggers(&Mysql, None))
+                .contains("FROM (SELECT NULL AS `id`, NULL AS `first`")
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
 /// every write from then on reaches the target, and they stay afterwards.
 async fn install_sync(plan: &mut CopyPlan, opts: &RunOptions) -> Result<()> {
     let target = plan.target.display_name();
+    sync::warn_about_limits(plan).await?;
     let done = sync::install(&plan.job.db, &plan.sync, &target, opts).await?;
     let verb = if done.created + done.replaced == 0 {
         "already installed"

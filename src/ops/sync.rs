@@ -4,10 +4,10 @@
 //! under the session's short lock timeout, retried with backoff, so they
 //! never queue the application behind a long transaction for long.
 
-use super::copy::CopyPlan;
+use super::copy::{CopyPlan, names_column};
 use super::inspect;
 use crate::db::{self, Database, Session, SessionSettings, Statement};
-use crate::dialect::sync::{SYNC_PREFIX, SyncTriggers, same_body};
+use crate::dialect::sync::{SYNC_PREFIX, SyncTriggers, same_body, trigger_insert_check};
 use crate::dialect::{CopyStatement, Dialect};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::RetryingSession;
@@ -123,7 +123,7 @@ pub fn triggers_for(
         source: d.qualified(&source.schema, &source.name),
         source_schema: source.schema.clone(),
         source_name: source.name.clone(),
-        source_columns: source.columns.iter().map(|c| c.name.clone()).collect(),
+        source_columns: source.columns.clone(),
         update_columns,
         name: sync_name(&target.schema, &target.name),
     }
@@ -201,7 +201,7 @@ pub async fn install(
     opts: &RunOptions,
 ) -> Result<Installed> {
     let d = db.dialect();
-    check_expressions(d, triggers)?;
+    check_trigger_statement(db, triggers).await?;
     let current = {
         let mut s = db.session().await?;
         state(s.as_mut(), d, triggers, target_table).await?
@@ -303,22 +303,25 @@ async fn run_ddl(
     Ok(stats.retries.load(std::sync::atomic::Ordering::Relaxed))
 }
 
-/// Expressions end up inside a trigger body; one that contains the
-/// body's own quote would end it early.
-fn check_expressions(d: &dyn Dialect, triggers: &SyncTriggers) -> Result<()> {
-    let quoted = triggers
-        .copy
-        .source_exprs
-        .iter()
-        .chain(&triggers.copy.where_sql)
-        .find(|e| e.contains("$rowferry_sync$"));
-    match (d.name(), quoted) {
-        ("postgres", Some(e)) => Err(Error::input(format!(
-            "the expression `{e}` contains `$rowferry_sync$`, which quotes the trigger's body; \
-             spell it differently"
-        ))),
-        _ => Ok(()),
-    }
+/// The server checks the trigger's INSERT before any trigger exists: an
+/// expression that works in the copy but not on the trigger's one-row
+/// table would otherwise fail the application's writes.
+async fn check_trigger_statement(db: &Arc<dyn Database>, triggers: &SyncTriggers) -> Result<()> {
+    let d = db.dialect();
+    let sql = trigger_insert_check(d, triggers);
+    let mut session = db.session().await?;
+    session.check(&sql).await.map_err(|e| {
+        if e.is_retryable() {
+            return e;
+        }
+        Error::input(format!(
+            "the sync trigger's INSERT does not work on one row ({}). Inside the trigger the \
+             source row is a one-row table named {}: --map and --where may name its columns \
+             (or table.column) but not schema.table.column, and functions outside the search \
+             path must be schema-qualified. Statement: {sql}",
+            e.message, triggers.source_name
+        ))
+    })
 }
 
 /// Server refusals that a DBA can act on, told with the fix.
@@ -386,7 +389,7 @@ pub async fn run(action: SyncAction, spec: &CopySpec, opts: &RunOptions) -> Resu
             if let Some(refusal) = checks.refusal(&target) {
                 return Err(refusal);
             }
-            warn_untriggered_writes(&plan).await?;
+            warn_about_limits(&plan).await?;
             let done = install(&plan.job.db, &triggers, &target, opts).await?;
             let mut s = plan.job.db.session().await?;
             let st = state(s.as_mut(), d, &triggers, &target).await?;
@@ -489,10 +492,32 @@ fn print_state(st: &SyncState, json: bool) {
     }
 }
 
-/// Writes that a trigger never sees, where the engine has them: MySQL
-/// does not fire triggers for rows changed by a cascading foreign key.
-async fn warn_untriggered_writes(plan: &CopyPlan) -> Result<()> {
+/// What a trigger may mirror differently than the copy writes it (values
+/// converted with the application session's settings), and writes that a
+/// trigger never sees (MySQL fires none for cascading foreign keys).
+pub async fn warn_about_limits(plan: &CopyPlan) -> Result<()> {
     let d = plan.job.db.dialect();
+    for (name, expr) in &plan.columns {
+        let source = plan
+            .job
+            .source
+            .columns
+            .iter()
+            .find(|c| names_column(d, expr, &c.name));
+        let (Some(source), Some(target)) = (source, plan.target.column(name)) else {
+            continue;
+        };
+        if let Some(why) = d.session_dependent(source, target) {
+            eprintln!(
+                "rowferry: warning: {}.{} ({}) -> {} ({}): {why}",
+                plan.job.source.display_name(),
+                source.name,
+                source.data_type,
+                target.name,
+                target.data_type
+            );
+        }
+    }
     let Some(sql) = d.untriggered_writes_sql() else {
         return Ok(());
     };

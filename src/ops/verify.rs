@@ -65,6 +65,9 @@ pub struct Report {
     pub differences: Vec<Difference>,
     /// More rows differ than --max-differences: bisecting stopped there.
     pub truncated: bool,
+    /// Target rows with a NULL in a (nullable) key column: extra rows
+    /// that have no key to name.
+    pub target_rows_with_null_key: u64,
     pub elapsed_s: f64,
     pub rows_per_sec: f64,
 }
@@ -194,6 +197,36 @@ impl Comparison {
             .into_iter()
             .next()
             .map(|r| r.into_iter().map(Option::unwrap_or_default).collect()))
+    }
+
+    /// Target rows whose key has a NULL (a nullable unique key allows
+    /// them): no key range reaches them, and the source has none.
+    async fn null_key_rows(&self, source: &mut dyn Session) -> Result<u64> {
+        let nullable: Vec<String> = self
+            .target
+            .key
+            .columns
+            .iter()
+            .filter(|c| c.nullable)
+            .map(|c| format!("{} IS NULL", self.d.quote_ident(&c.name)))
+            .collect();
+        if nullable.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            self.d.text("COUNT(*)"),
+            self.target.table,
+            nullable.join(" OR ")
+        );
+        let rows = self
+            .on_target(source, async |s| s.query(&sql, &[]).await)
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
     }
 
     /// One key's row hash on each side, read again.
@@ -348,6 +381,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         differing_ranges: 0,
         differences: Vec::new(),
         truncated: false,
+        target_rows_with_null_key: 0,
         elapsed_s: 0.0,
         rows_per_sec: 0.0,
     };
@@ -376,6 +410,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         differing.push(tail);
     }
     report.differing_ranges = differing.len() as u64;
+    report.target_rows_with_null_key = comparison.null_key_rows(session.as_mut()).await?;
     let found = bisect(&comparison, session.as_mut(), differing, max_differences).await?;
     report.truncated = found.truncated;
     // Differences must hold when read again: a row written while verify
@@ -395,7 +430,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         differences = still;
     }
     report.differences = differences;
-    if !report.differences.is_empty() || report.truncated {
+    if !report.differences.is_empty() || report.truncated || report.target_rows_with_null_key > 0 {
         report.status = "different";
     }
     finish(&mut report, started, opts.json);
@@ -447,17 +482,34 @@ fn comparison(
             .filter_map(|name| target.column(name).cloned())
             .collect(),
     };
+    // Keys are matched by their text: the target's is printed as the
+    // source's type prints it where the types differ (bigint vs numeric).
+    let source_key_text = key.columns.iter().map(|c| d.key_text(c)).collect();
+    let target_key_text = target_key
+        .columns
+        .iter()
+        .zip(&key.columns)
+        .map(|(t, s)| {
+            if t.data_type == s.data_type {
+                d.key_text(t)
+            } else {
+                d.key_text_as(t, s)
+            }
+        })
+        .collect();
     Ok(Comparison {
         d,
         source: ChecksumSide {
             table: d.qualified(&source.schema, &source.name),
             key: key.clone(),
+            key_text: source_key_text,
             values: source_values,
             where_sql: spec.where_sql.clone(),
         },
         target: ChecksumSide {
             table: d.qualified(&target.schema, &target.name),
             key: target_key,
+            key_text: target_key_text,
             values: target_values,
             where_sql: None,
         },
@@ -567,7 +619,7 @@ fn finish(report: &mut Report, started: Instant, json: bool) {
         "equal" => "equal".to_string(),
         "different" => format!(
             "{}{} difference(s) in {} differing range(s)",
-            report.differences.len(),
+            report.differences.len() as u64 + report.target_rows_with_null_key,
             if report.truncated { "+" } else { "" },
             report.differing_ranges
         ),
@@ -582,6 +634,13 @@ fn finish(report: &mut Report, started: Instant, json: bool) {
         report.elapsed_s,
         report.rows_per_sec
     );
+    if report.target_rows_with_null_key > 0 {
+        println!(
+            "  extra in target: {} row(s) whose key ({}) is NULL",
+            report.target_rows_with_null_key,
+            report.key.join(", ")
+        );
+    }
     for diff in &report.differences {
         let what = match diff.kind {
             DifferenceKind::MissingInTarget => "missing in target",
