@@ -87,6 +87,7 @@ fn chunk_sql(c: &mut Criterion) {
         where_sql: Some("status <> 'deleted'".into()),
         overriding_identity: false,
         lock_source_rows: true,
+        skip_key_conflicts: false,
     };
     c.bench_function("copy_chunk_sql_20_columns", |b| {
         b.iter(|| copy_chunk_sql(&Postgres, black_box(&copy), &key, true, Presence::MaySkip))

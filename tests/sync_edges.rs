@@ -319,3 +319,114 @@ async fn pg_verify_matches_keys_of_other_types() {
 async fn mysql_verify_matches_keys_of_other_types() {
     verify_matches_keys_of_other_types(TestDb::mysql("se_keytype").await).await;
 }
+
+/// A trigger commits a row's newer version while a chunk waits for that
+/// row's lock: the chunk skips the key in place (no retry of the whole
+/// chunk, which a busy writer would make fail again and again), and the
+/// trigger's version stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_chunk_skips_a_key_a_trigger_wrote_after_its_snapshot() {
+    let db = TestDb::new("se_race").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, v text);
+         CREATE TABLE {s}.dst (id int PRIMARY KEY, v text);
+         INSERT INTO {s}.src SELECT g, 'old' FROM generate_series(1, 100) g;
+         INSERT INTO {s}.dst VALUES (1, 'old');",
+    )
+    .await;
+    expect_exit(&run(&args(&db, &["sync", "install"], &[])), 0);
+    let app = connect().await;
+    app.batch_execute(&format!(
+        "BEGIN; UPDATE {}.src SET v = 'new' WHERE id = 50",
+        db.schema
+    ))
+    .await
+    .expect("application update");
+    let copy = with(
+        db.copy_args("src", "dst"),
+        &[
+            // Row 1 already in the target sends the chunks onto the
+            // anti-join path at once; row 50 is in chunk 5.
+            "--workers",
+            "1",
+            "--chunk-rows",
+            "10",
+            "--chunk-time",
+            "0",
+            "--progress",
+            "none",
+            "--json",
+        ],
+    );
+    let running = tokio::task::spawn_blocking(move || run(&copy));
+    // Wait until the chunk waits for row 50's lock, then commit.
+    let waiting = format!(
+        "SELECT count(*)::text FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+         AND query LIKE 'INSERT INTO \"{}\".%'",
+        db.schema
+    );
+    let mut seen = false;
+    for _ in 0..200 {
+        if db.scalar(&waiting).await != "0" {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen,
+        "the chunk never waited for the application's row lock"
+    );
+    app.batch_execute("COMMIT").await.expect("commit");
+    let out = running.await.expect("copy");
+    expect_exit(&out, 0);
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(summary["retries"], 0, "{summary}");
+    assert_eq!(
+        db.scalar("SELECT v FROM {s}.dst WHERE id = 50").await,
+        "new"
+    );
+    expect_exit(&verify(&db, &[]), 0);
+    db.cleanup().await;
+}
+
+/// MariaDB: with a unique index besides the key on the target, the
+/// triggers never upsert through it (ON DUPLICATE KEY would overwrite an
+/// unrelated row): a write the target cannot hold fails in the
+/// application, and everything else is mirrored.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_other_unique_index_makes_conflicting_writes_fail_not_overwrite() {
+    let db = TestDb::mysql("se_unique").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, name varchar(20));
+         CREATE TABLE {s}.dst (id int PRIMARY KEY, name varchar(20), UNIQUE KEY dst_name (name));",
+    )
+    .await;
+    expect_exit(&run(&args(&db, &["sync", "install"], &[])), 0);
+    db.exec(
+        "INSERT INTO {s}.src VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         UPDATE {s}.src SET name = 'bb' WHERE id = 2;
+         UPDATE {s}.src SET id = 30 WHERE id = 3;
+         DELETE FROM {s}.src WHERE id = 1;",
+    )
+    .await;
+    expect_exit(&verify(&db, &[]), 0);
+    let mut app = connect_mysql().await;
+    let clash = mysql_async::prelude::Queryable::query_drop(
+        &mut app,
+        format!("UPDATE {}.src SET name = 'c' WHERE id = 2", db.schema),
+    )
+    .await;
+    db.exec("INSERT INTO {s}.src VALUES (4, 'd')").await;
+    assert!(
+        matches!(clash, Err(mysql_async::Error::Server(ref e)) if e.code == 1062),
+        "the clash on dst_name must fail the application's write: {clash:?}"
+    );
+    assert_eq!(
+        db.scalar("SELECT GROUP_CONCAT(CONCAT(id, '=', name) ORDER BY id) FROM {s}.dst")
+            .await,
+        db.scalar("SELECT GROUP_CONCAT(CONCAT(id, '=', name) ORDER BY id) FROM {s}.src")
+            .await
+    );
+    db.cleanup().await;
+}

@@ -171,6 +171,12 @@ pub trait Dialect: Send + Sync {
         None
     }
 
+    /// (table_id) -> (number of unique indexes of any kind, prefix and
+    /// functional ones included), where triggers need to know it.
+    fn unique_index_count_sql(&self) -> Option<&'static str> {
+        None
+    }
+
     /// NULL of a column's type (where the engine can name any type in a cast).
     fn typed_null(&self, _data_type: &str) -> String {
         "NULL".into()
@@ -288,6 +294,12 @@ pub struct CopyStatement {
     /// Read source rows under a shared row lock (needed with dual-write
     /// triggers so a trigger's newer version always wins).
     pub lock_source_rows: bool,
+    /// Skip a row whose key a concurrent writer (a sync trigger) added
+    /// after the statement's snapshot, where the engine's anti-join cannot
+    /// see it (PostgreSQL reads the NOT EXISTS in the statement's
+    /// snapshot). Only on the copy key's own unique index: any other
+    /// conflict still raises.
+    pub skip_key_conflicts: bool,
 }
 
 /// The target row that holds a source row's copy, found by the key.

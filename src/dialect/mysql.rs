@@ -3,7 +3,7 @@
 //! parameters are named (`:p1`) so a bound can appear twice, as the
 //! expanded composite comparison needs.
 
-use super::sync::{SyncObject, SyncTriggers, trigger_delete, trigger_insert};
+use super::sync::{SyncObject, SyncTriggers, trigger_delete, trigger_insert, trigger_row};
 use super::types::{LengthUnit, TemporalKind, TypeShape, base_name, decimal_shape, first_modifier};
 use super::{CopyStatement, Dialect, expanded_tuple_compare};
 use crate::table::Column;
@@ -297,20 +297,61 @@ impl Dialect for Mysql {
     }
 
     fn sync_objects(&self, s: &SyncTriggers) -> Vec<SyncObject> {
-        // One trigger per event (MySQL has no multi-event triggers). Each
-        // upserts by deleting the key first: ON DUPLICATE KEY UPDATE would
-        // also fire on another unique key and overwrite an unrelated row.
-        let insert = trigger_insert(self, s, "NEW");
-        let events = [
-            (
-                "ins",
-                "INSERT",
-                vec![trigger_delete(s, "NEW"), insert.clone()],
+        // One trigger per event (MySQL has no multi-event triggers). The
+        // upsert is ON DUPLICATE KEY UPDATE where the key is the target's
+        // only unique index; with others it would fire on them too and
+        // overwrite an unrelated row, so the key is deleted and inserted
+        // instead (more gap locks: more deadlocks under REPEATABLE READ).
+        let upsert = if s.other_unique_indexes {
+            format!(
+                "{};\n  {}",
+                trigger_delete(s, "NEW"),
+                trigger_insert(self, s, "NEW")
+            )
+        } else {
+            let assignments = if s.update_columns.is_empty() {
+                s.copy.key_match.iter().map(|(t, _)| t.clone()).collect()
+            } else {
+                s.update_columns.clone()
+            };
+            format!(
+                "{} ON DUPLICATE KEY UPDATE {}",
+                trigger_insert(self, s, "NEW"),
+                assignments
+                    .iter()
+                    .map(|c| format!("{c} = VALUES({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        // With --where, a row that stops matching leaves the target.
+        let write_new = match &s.copy.where_sql {
+            Some(w) => format!(
+                "IF EXISTS (SELECT 1 FROM {} WHERE ({w})) THEN\n    {upsert};\n  ELSE\n    {};\n  END IF",
+                trigger_row(self, s, "NEW"),
+                trigger_delete(s, "NEW")
             ),
+            None => upsert,
+        };
+        let key_changed = s
+            .copy
+            .key_match
+            .iter()
+            .map(|(_, src)| format!("OLD.{src} <=> NEW.{src}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let events = [
+            ("ins", "INSERT", vec![write_new.clone()]),
             (
                 "upd",
                 "UPDATE",
-                vec![trigger_delete(s, "OLD"), trigger_delete(s, "NEW"), insert],
+                vec![
+                    format!(
+                        "IF NOT ({key_changed}) THEN\n    {};\n  END IF",
+                        trigger_delete(s, "OLD")
+                    ),
+                    write_new,
+                ],
             ),
             ("del", "DELETE", vec![trigger_delete(s, "OLD")]),
         ];
@@ -369,6 +410,15 @@ impl Dialect for Mysql {
              application writes from a session not in UTC reach the target shifted (the copy \
              itself runs in UTC). Run the application in UTC during the migration, or make the \
              target column TIMESTAMP",
+        )
+    }
+
+    fn unique_index_count_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT CAST(COUNT(DISTINCT INDEX_NAME) AS CHAR) FROM information_schema.STATISTICS \
+             WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
+               AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
+               AND NON_UNIQUE = 0",
         )
     }
 
@@ -551,6 +601,7 @@ mod tests {
             where_sql: Some("v <> ''".into()),
             overriding_identity: false,
             lock_source_rows: true,
+            skip_key_conflicts: false,
         };
         assert_eq!(
             copy_chunk_sql(&Mysql, &copy, &k, true, Presence::MaySkip),

@@ -48,22 +48,28 @@ impl Dialect for Postgres {
     }
 
     fn insert_select(&self, copy: &CopyStatement, filter: &str) -> String {
+        let overriding = if copy.overriding_identity {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
+        let share = if copy.lock_source_rows {
+            " FOR SHARE"
+        } else {
+            ""
+        };
+        let on_conflict = if copy.skip_key_conflicts {
+            let key: Vec<&str> = copy.key_match.iter().map(|(t, _)| t.as_str()).collect();
+            format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "))
+        } else {
+            String::new()
+        };
         format!(
-            "INSERT INTO {} ({}){} SELECT {} FROM {} WHERE {filter}{}",
+            "INSERT INTO {} ({}){overriding} SELECT {} FROM {} WHERE {filter}{share}{on_conflict}",
             copy.target,
             copy.target_columns.join(", "),
-            if copy.overriding_identity {
-                " OVERRIDING SYSTEM VALUE"
-            } else {
-                ""
-            },
             copy.source_exprs.join(", "),
             copy.source,
-            if copy.lock_source_rows {
-                " FOR SHARE"
-            } else {
-                ""
-            },
         )
     }
 
@@ -496,6 +502,7 @@ mod tests {
             where_sql: None,
             overriding_identity: false,
             lock_source_rows: false,
+            skip_key_conflicts: false,
         }
     }
 
@@ -519,9 +526,10 @@ mod tests {
         c.where_sql = Some("status = 'open' OR id < 5".into());
         c.overriding_identity = true;
         c.lock_source_rows = true;
+        c.skip_key_conflicts = true;
         assert_eq!(
             copy_chunk_sql(&Postgres, &c, &k, false, Presence::MaySkip),
-            r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id" OFFSET 0) FOR SHARE"#
+            r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id" OFFSET 0) FOR SHARE ON CONFLICT ("id") DO NOTHING"#
         );
     }
 }

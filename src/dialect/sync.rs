@@ -23,6 +23,10 @@ pub struct SyncTriggers {
     pub update_columns: Vec<String>,
     /// Base name of every object (`rowferry_sync_...`).
     pub name: String,
+    /// The target has unique indexes besides the key's: an upsert that
+    /// fires on any unique index (MySQL's ON DUPLICATE KEY) could then
+    /// overwrite an unrelated row.
+    pub other_unique_indexes: bool,
 }
 
 /// One database object a sync installs.
@@ -74,6 +78,7 @@ fn insert_from(d: &dyn Dialect, s: &SyncTriggers, row: String) -> String {
     let copy = CopyStatement {
         source: row,
         lock_source_rows: false,
+        skip_key_conflicts: false,
         ..s.copy.clone()
     };
     let filter = match &s.copy.where_sql {
@@ -134,6 +139,7 @@ mod tests {
                 where_sql: where_sql.map(String::from),
                 overriding_identity: false,
                 lock_source_rows: true,
+                skip_key_conflicts: false,
             },
             source: d.qualified("s", "src"),
             source_schema: "s".into(),
@@ -144,6 +150,7 @@ mod tests {
                 .collect(),
             update_columns: vec![d.quote_ident("full name")],
             name: "rowferry_sync_dst_0123abcd".into(),
+            other_unique_indexes: false,
         }
     }
 
@@ -246,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn mysql_has_one_trigger_per_event_that_deletes_then_inserts() {
+    fn mysql_has_one_trigger_per_event_that_upserts_on_the_key() {
         let objects = Mysql.sync_objects(&triggers(&Mysql, None));
         let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(
@@ -260,21 +267,35 @@ mod tests {
         assert_eq!(
             objects[1].create[0],
             "CREATE TRIGGER `s`.`rowferry_sync_dst_0123abcd_upd` AFTER UPDATE ON `s`.`src` FOR EACH ROW BEGIN\n  \
-             DELETE FROM `s`.`dst` WHERE `id` = OLD.`id`;\n  \
-             DELETE FROM `s`.`dst` WHERE `id` = NEW.`id`;\n  \
-             INSERT INTO `s`.`dst` (`id`, `full name`) SELECT `id`, first || last FROM (SELECT NEW.`id` AS `id`, NEW.`first` AS `first`, NEW.`last` AS `last`) AS `src` WHERE 1 = 1;\nEND"
+             IF NOT (OLD.`id` <=> NEW.`id`) THEN\n    DELETE FROM `s`.`dst` WHERE `id` = OLD.`id`;\n  END IF;\n  \
+             INSERT INTO `s`.`dst` (`id`, `full name`) SELECT `id`, first || last FROM (SELECT NEW.`id` AS `id`, NEW.`first` AS `first`, NEW.`last` AS `last`) AS `src` WHERE 1 = 1 \
+             ON DUPLICATE KEY UPDATE `full name` = VALUES(`full name`);\nEND"
         );
         assert!(objects[0].replace[0].starts_with("CREATE OR REPLACE TRIGGER"));
-        assert!(
-            !objects
-                .iter()
-                .any(|o| o.create[0].contains("ON DUPLICATE KEY"))
-        );
         assert_eq!(
             Mysql
                 .sync_drop_sql("`s`.`src`", "s", "rowferry_sync_x")
                 .len(),
             3
+        );
+    }
+
+    #[test]
+    fn mysql_deletes_then_inserts_where_other_unique_indexes_exist() {
+        let mut t = triggers(&Mysql, Some("first <> 'x'"));
+        t.other_unique_indexes = true;
+        let objects = Mysql.sync_objects(&t);
+        assert!(
+            !objects
+                .iter()
+                .any(|o| o.create[0].contains("ON DUPLICATE KEY"))
+        );
+        let insert = &objects[0].body;
+        assert!(
+            insert.contains("IF EXISTS (SELECT 1 FROM (SELECT NEW.`id` AS `id`")
+                && insert.contains(") AS `src` WHERE (first <> 'x')) THEN\n    DELETE FROM `s`.`dst` WHERE `id` = NEW.`id`;\n  INSERT INTO")
+                && insert.contains("ELSE\n    DELETE FROM `s`.`dst` WHERE `id` = NEW.`id`;\n  END IF"),
+            "{insert}"
         );
     }
 

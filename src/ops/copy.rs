@@ -144,13 +144,44 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         where_sql: spec.where_sql.clone(),
         overriding_identity: resolved.overriding_identity,
         lock_source_rows: false,
+        skip_key_conflicts: false,
     };
     // With sync triggers in place (or about to be), rows are read under a
     // share lock: a trigger's newer version of a row then always wins, and
     // a concurrent delete cannot be undone by the copy.
-    let sync = sync::triggers_for(d, &source, &target, &resolved.columns, &copy);
+    let other_unique_indexes = match d.unique_index_count_sql() {
+        Some(sql) => {
+            let rows = session.query(sql, std::slice::from_ref(&target.id)).await?;
+            let all: usize = rows
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
+            all > resolved.key_indexes.len()
+        }
+        None => target.unique_indexes.len() > resolved.key_indexes.len(),
+    };
+    let sync = sync::triggers_for(
+        d,
+        &source,
+        &target,
+        &resolved.columns,
+        &copy,
+        other_unique_indexes,
+    );
     let sync_state = sync::state(session.as_mut(), d, &sync, &target.display_name()).await?;
     copy.lock_source_rows = spec.dual_write || sync_state.any_present();
+    // Triggers write keys while chunks run. Where the key has the same type
+    // on both sides, two source rows can never share a target key, so a
+    // conflict on it can only be a trigger's newer row: skip it in place
+    // rather than re-running the chunk (which, under a busy writer, meets
+    // a new one every time).
+    copy.skip_key_conflicts = copy.lock_source_rows
+        && resolved
+            .key_target_columns
+            .iter()
+            .zip(&key.columns)
+            .all(|(t, s)| target.column(t).is_some_and(|t| t.data_type == s.data_type));
     let fast = copy_sql(d, &copy, &key, Presence::Absent);
     let skipping = copy_sql(d, &copy, &key, Presence::MaySkip);
     check_statement(session.as_mut(), &skipping.rest, spec).await?;

@@ -103,6 +103,7 @@ pub fn triggers_for(
     target: &TableInfo,
     columns: &[(String, String)],
     statement: &CopyStatement,
+    other_unique_indexes: bool,
 ) -> SyncTriggers {
     let key_targets: Vec<&str> = statement
         .key_match
@@ -126,6 +127,7 @@ pub fn triggers_for(
         source_columns: source.columns.clone(),
         update_columns,
         name: sync_name(&target.schema, &target.name),
+        other_unique_indexes,
     }
 }
 
