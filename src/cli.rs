@@ -39,6 +39,13 @@ pub enum Command {
     /// Compare --table and --target-table chunk by chunk with checksums;
     /// name every differing key. Exit 3 on any difference.
     Verify(VerifyArgs),
+    /// Swap the new table into the old one's name in one short transaction
+    /// (after a dual-write copy), optionally keeping the old one current.
+    Cutover(CutoverArgs),
+    /// Swap back after a cutover with --reverse-sync; no write is lost.
+    Rollback(RollbackArgs),
+    /// After a cutover: drop the old table and the reverse sync.
+    Cleanup(CleanupArgs),
 }
 
 /// The two tables of a copy, sync or verify, and how rows map between them.
@@ -94,6 +101,83 @@ pub struct SyncArgs {
     /// Print the state as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CutoverArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+    /// Name for the old table after the swap (default: TABLE_old).
+    #[arg(long, value_name = "NAME")]
+    pub old_name: Option<String>,
+    /// Keep the old table current from the new one after the swap, so a
+    /// rollback loses nothing.
+    #[arg(long)]
+    pub reverse_sync: bool,
+    /// Swap without comparing the tables first.
+    #[arg(long)]
+    pub skip_verify: bool,
+    /// Re-create other tables' foreign keys on the new table (NOT VALID,
+    /// then validated) instead of refusing.
+    #[arg(long)]
+    pub repoint_foreign_keys: bool,
+    #[command(flatten)]
+    pub swap: SwapArgs,
+}
+
+/// How a swap waits for its locks, and how often it tries.
+#[derive(Args, Debug, Clone)]
+pub struct SwapArgs {
+    /// Give up waiting for the tables' locks after this long (then retry).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Attempts after the first before giving up (nothing changed).
+    #[arg(long, default_value_t = 10)]
+    pub max_retries: u32,
+}
+
+impl SwapArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            lock_timeout: self.lock_timeout,
+            max_retries: self.max_retries,
+            ..RunOptions::for_ddl()
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RollbackArgs {
+    /// Connection URL of the tables' database.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// The table the application uses (the new one, since the cutover).
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+    /// The old table's name, if not TABLE_old.
+    #[arg(long, value_name = "NAME")]
+    pub old_name: Option<String>,
+    #[arg(long)]
+    pub repoint_foreign_keys: bool,
+    #[command(flatten)]
+    pub swap: SwapArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CleanupArgs {
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// The table the application uses.
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+    /// The old table's name, if not TABLE_old.
+    #[arg(long, value_name = "NAME")]
+    pub old_name: Option<String>,
+    /// Confirm: drop the old table (the way back) and the reverse sync.
+    #[arg(long)]
+    pub drop_old_table: bool,
+    #[command(flatten)]
+    pub swap: SwapArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -414,6 +498,34 @@ pub fn main() -> i32 {
             Command::Plan(args) => args.run().await,
             Command::Status(args) => ops::status::run(&args.checkpoint, args.json),
             Command::Sync(args) => args.run().await,
+            Command::Cutover(args) => {
+                let spec = ops::cutover::CutoverSpec {
+                    pair: args.pair.spec(SameDatabase::Required, false)?,
+                    old_name: args.old_name,
+                    reverse_sync: args.reverse_sync,
+                    skip_verify: args.skip_verify,
+                    repoint_foreign_keys: args.repoint_foreign_keys,
+                };
+                ops::cutover::cutover(&spec, &args.swap.options()).await
+            }
+            Command::Rollback(args) => {
+                let spec = ops::cutover::RollbackSpec {
+                    source: DbUrl::parse(&args.source).map_err(|e| e.context("--source"))?,
+                    table: TableName::parse(&args.table).map_err(|e| e.context("--table"))?,
+                    old_name: args.old_name,
+                    repoint_foreign_keys: args.repoint_foreign_keys,
+                };
+                ops::cutover::rollback(&spec, &args.swap.options()).await
+            }
+            Command::Cleanup(args) => {
+                let spec = ops::cutover::CleanupSpec {
+                    source: DbUrl::parse(&args.source).map_err(|e| e.context("--source"))?,
+                    table: TableName::parse(&args.table).map_err(|e| e.context("--table"))?,
+                    old_name: args.old_name,
+                    drop_old_table: args.drop_old_table,
+                };
+                ops::cutover::cleanup(&spec, &args.swap.options()).await
+            }
             Command::Verify(args) => {
                 let spec = args.pair.spec(SameDatabase::NotRequired, false)?;
                 ops::verify::run(&spec, &args.chunks.options(), args.max_differences).await

@@ -177,6 +177,12 @@ pub trait Dialect: Send + Sync {
         None
     }
 
+    /// The blue-green swap, where this version has it for the engine: the
+    /// SQL pieces of `cutover` and `rollback`, or None.
+    fn swap(&self) -> Option<&dyn SwapSql> {
+        None
+    }
+
     /// NULL of a column's type (where the engine can name any type in a cast).
     fn typed_null(&self, _data_type: &str) -> String {
         "NULL".into()
@@ -207,6 +213,50 @@ pub trait Dialect: Send + Sync {
 
     /// An expression converted to text (drivers read text only).
     fn text(&self, expr: &str) -> String;
+}
+
+/// The SQL of a table swap (cutover and rollback). Catalog queries take
+/// the table's catalog id and return text columns.
+pub trait SwapSql: Send + Sync {
+    /// (table_id) -> (constraint, referencing table, definition): foreign
+    /// keys of other tables that point at this one.
+    fn referencing_foreign_keys_sql(&self) -> &'static str;
+    /// (table_id) -> (view): views that read this table.
+    fn dependent_views_sql(&self) -> &'static str;
+    /// (table_id) -> (column, sequence): columns fed by a sequence.
+    fn column_sequences_sql(&self) -> &'static str;
+    /// (table_id) -> (comment on the table)
+    fn table_comment_sql(&self) -> &'static str;
+    /// Lock the tables against every other session (statement in the
+    /// swap's transaction, under the session's lock timeout).
+    fn lock_sql(&self, tables: &[String]) -> String;
+    fn rename_sql(&self, table: &str, new_name: &str) -> String;
+    fn comment_sql(&self, table: &str, comment: Option<&str>) -> String;
+    /// Move `sequence` (the new table's) past both the largest value in
+    /// `column` and the old table's sequence, if it has one.
+    fn advance_sequence_sql(
+        &self,
+        sequence: &str,
+        table: &str,
+        column: &str,
+        old_sequence: Option<&str>,
+    ) -> String;
+    fn drop_constraint_sql(&self, table: &str, constraint: &str) -> String;
+    /// Re-create a foreign key from its definition without checking the
+    /// rows (a brief lock); `validate_sql` checks them afterwards without
+    /// blocking writers.
+    fn add_constraint_not_valid_sql(
+        &self,
+        table: &str,
+        constraint: &str,
+        definition: &str,
+    ) -> String;
+    fn validate_constraint_sql(&self, table: &str, constraint: &str) -> String;
+    /// (schema, name) -> (sequence) owned by the table's columns that
+    /// another table's column default uses (drop the table and they go).
+    fn shared_owned_sequences_sql(&self) -> &'static str;
+    fn disown_sequence_sql(&self, sequence: &str) -> String;
+    fn drop_table_sql(&self, table: &str) -> String;
 }
 
 /// `UPDATE table SET ... WHERE key range [AND where]`: one backfill chunk.

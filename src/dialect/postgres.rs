@@ -311,6 +311,10 @@ impl Dialect for Postgres {
         true
     }
 
+    fn swap(&self) -> Option<&dyn super::SwapSql> {
+        Some(self)
+    }
+
     fn typed_null(&self, data_type: &str) -> String {
         format!("CAST(NULL AS {data_type})")
     }
@@ -347,6 +351,125 @@ impl Dialect for Postgres {
         "coalesce(sum(hashtextextended(ROW_TEXT, 0)::numeric), 0)::text"
             .replace("ROW_TEXT", row_text)
     }
+}
+
+impl super::SwapSql for Postgres {
+    fn referencing_foreign_keys_sql(&self) -> &'static str {
+        "SELECT c.conname::text, c.conrelid::regclass::text, pg_get_constraintdef(c.oid) \
+         FROM pg_catalog.pg_constraint c \
+         WHERE c.confrelid = $1::text::oid AND c.contype = 'f' AND c.conrelid <> c.confrelid \
+         ORDER BY 2, 1"
+    }
+
+    fn dependent_views_sql(&self) -> &'static str {
+        "SELECT DISTINCT v.oid::regclass::text FROM pg_catalog.pg_depend d \
+         JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid \
+         JOIN pg_catalog.pg_class v ON v.oid = r.ev_class \
+         WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refobjid = $1::text::oid \
+           AND v.oid <> $1::text::oid \
+         ORDER BY 1"
+    }
+
+    fn column_sequences_sql(&self) -> &'static str {
+        "SELECT a.attname::text, pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) \
+         FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped \
+           AND pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) IS NOT NULL \
+         ORDER BY a.attnum"
+    }
+
+    fn table_comment_sql(&self) -> &'static str {
+        "SELECT obj_description($1::text::oid, 'pg_class')"
+    }
+
+    fn lock_sql(&self, tables: &[String]) -> String {
+        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "))
+    }
+
+    fn rename_sql(&self, table: &str, new_name: &str) -> String {
+        format!(
+            "ALTER TABLE {table} RENAME TO {}",
+            self.quote_ident(new_name)
+        )
+    }
+
+    fn comment_sql(&self, table: &str, comment: Option<&str>) -> String {
+        match comment {
+            Some(c) => format!("COMMENT ON TABLE {table} IS {}", quote_literal(c)),
+            None => format!("COMMENT ON TABLE {table} IS NULL"),
+        }
+    }
+
+    fn advance_sequence_sql(
+        &self,
+        sequence: &str,
+        table: &str,
+        column: &str,
+        old_sequence: Option<&str>,
+    ) -> String {
+        let old = old_sequence
+            .map(|s| format!("(SELECT last_value FROM {s})"))
+            .unwrap_or_else(|| "1".into());
+        format!(
+            "SELECT setval({}, greatest(coalesce((SELECT max({}) FROM {table}), 1), {old}, 1))",
+            quote_literal(sequence),
+            self.quote_ident(column)
+        )
+    }
+
+    fn drop_constraint_sql(&self, table: &str, constraint: &str) -> String {
+        format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {}",
+            self.quote_ident(constraint)
+        )
+    }
+
+    fn add_constraint_not_valid_sql(
+        &self,
+        table: &str,
+        constraint: &str,
+        definition: &str,
+    ) -> String {
+        format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {} {definition} NOT VALID",
+            self.quote_ident(constraint)
+        )
+    }
+
+    fn validate_constraint_sql(&self, table: &str, constraint: &str) -> String {
+        format!(
+            "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+            self.quote_ident(constraint)
+        )
+    }
+
+    fn shared_owned_sequences_sql(&self) -> &'static str {
+        // Sequences owned by the table's columns (dependency type 'a')
+        // that a column default of another table uses.
+        "SELECT DISTINCT s.oid::regclass::text FROM pg_catalog.pg_class t \
+         JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+         JOIN pg_catalog.pg_depend own ON own.refobjid = t.oid AND own.deptype = 'a' \
+              AND own.classid = 'pg_catalog.pg_class'::regclass \
+         JOIN pg_catalog.pg_class s ON s.oid = own.objid AND s.relkind = 'S' \
+         JOIN pg_catalog.pg_depend used ON used.refobjid = s.oid \
+              AND used.classid = 'pg_catalog.pg_attrdef'::regclass \
+         JOIN pg_catalog.pg_attrdef ad ON ad.oid = used.objid AND ad.adrelid <> t.oid \
+         WHERE n.nspname = $1 AND t.relname = $2"
+    }
+
+    fn disown_sequence_sql(&self, sequence: &str) -> String {
+        format!("ALTER SEQUENCE {sequence} OWNED BY NONE")
+    }
+
+    fn drop_table_sql(&self, table: &str) -> String {
+        format!("DROP TABLE {table}")
+    }
+}
+
+/// A string literal: quotes doubled, backslashes literal
+/// (standard_conforming_strings is on since PostgreSQL 9.1).
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// A dollar quote that does not occur in `body` (column names and --map

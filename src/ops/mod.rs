@@ -4,6 +4,7 @@
 
 pub mod backfill;
 pub mod copy;
+pub mod cutover;
 pub mod plan;
 pub mod preflight;
 pub mod status;

@@ -131,6 +131,24 @@ pub fn triggers_for(
     }
 }
 
+/// The same sync once its tables carry other names (after a swap): the
+/// trigger's SQL names both tables, and the sync is named after its target.
+pub fn renamed(
+    d: &dyn Dialect,
+    triggers: &SyncTriggers,
+    source_name: &str,
+    target_name: &str,
+) -> SyncTriggers {
+    let mut t = triggers.clone();
+    let target_schema = t.source_schema.clone();
+    t.source_name = source_name.to_string();
+    t.source = d.qualified(&t.source_schema, source_name);
+    t.copy.source = t.source.clone();
+    t.copy.target = d.qualified(&target_schema, target_name);
+    t.name = sync_name(&target_schema, target_name);
+    t
+}
+
 /// Compare the catalog with the objects this sync wants.
 pub async fn state(
     session: &mut dyn Session,
