@@ -268,3 +268,18 @@ async fn mysql_cutover_is_refused_clearly() {
     );
     db.cleanup().await;
 }
+
+/// Without a reverse sync the old table misses the writes made since the
+/// cutover: rollback refuses rather than lose them.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_without_reverse_sync_is_refused() {
+    let db = copied("co_norev").await;
+    expect_exit(&cutover(&db, &["--skip-verify"]), 0);
+    db.exec("INSERT INTO {s}.src (name, amount) VALUES ('after', 1)")
+        .await;
+    let out = table_cmd(&db, "rollback", &[]);
+    expect_exit(&out, 2);
+    assert!(stderr(&out).contains("would lose them"), "{}", stderr(&out));
+    assert_eq!(columns(&db, "src").await, "id,name,amount,doubled");
+    db.cleanup().await;
+}
