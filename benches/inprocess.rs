@@ -57,6 +57,7 @@ fn checkpoint_save(c: &mut Criterion) {
         updated_at: "2026-01-01T00:00:00Z".into(),
         finished: false,
         ledger,
+        deferred_indexes: None,
     };
     // Atomic write with fsync: bounds how often the coordinator may save.
     c.bench_function("checkpoint_save_fsync", |b| b.iter(|| cp.save(&path)));

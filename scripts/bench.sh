@@ -12,6 +12,10 @@
 #               (the ceiling for two writers on this server)
 #   rowferry --workers 2
 #   rowferry --workers 4
+#   rowferry --workers 2 --defer-indexes, and --workers 4 (copy mode: the
+#               two secondary indexes are dropped first and built again
+#               online after the copy, inside the timing; afterwards they
+#               must all be back and valid)
 # Alternating the modes inside every round spreads cache warm-up and
 # background noise (autovacuum, checkpoints) over all of them. rowferry runs
 # under /usr/bin/time -v for wall time and peak resident memory; after every
@@ -279,8 +283,22 @@ run_pt_osc() {
     say "round $round  pt-osc        ${secs}s"
 }
 
-run_rowferry() {
-    local workers=$1 round=$2 mode="rowferry-w$1" rc=0 secs rss json_rows slowest job
+# Valid indexes of a table (the deferred run must leave as many on
+# orders_copy as orders has).
+valid_indexes() {
+    if [[ $ENGINE == mysql ]]; then
+        sql "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '$SCHEMA' AND TABLE_NAME = '$1'"
+    else
+        sql "SELECT count(*) FROM pg_index WHERE indrelid = '$SCHEMA.$1'::regclass AND indisvalid"
+    fi
+}
+
+run_rowferry() { # workers round [defer]
+    local workers=$1 round=$2 mode="rowferry-w$1" rc=0 secs rss json_rows slowest job extra=()
+    if [[ ${3:-} == defer ]]; then
+        mode+="-defer"
+        extra=(--defer-indexes)
+    fi
     prepare_run
     if [[ $MODE == backfill ]]; then
         job=(backfill --source "$URL" --table "$SCHEMA.orders" --set "$BACKFILL_SET")
@@ -288,7 +306,7 @@ run_rowferry() {
         job=(copy --source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_copy")
     fi
     /usr/bin/time -v -o "$WORK/time.txt" \
-        "$BIN" "${job[@]}" --workers "$workers" --restart --checkpoint "$CKPT" --progress none --json \
+        "$BIN" "${job[@]}" --workers "$workers" "${extra[@]}" --restart --checkpoint "$CKPT" --progress none --json \
         >"$WORK/summary.json" 2>"$WORK/stderr.txt" || rc=$?
     if ((rc != 0)); then
         cat "$WORK/stderr.txt" >&2
@@ -300,6 +318,11 @@ run_rowferry() {
     rss=$(awk -F': ' '/Maximum resident set size/ { print $NF }' "$WORK/time.txt")
     [[ -n $secs && -n $rss ]] || die "could not read /usr/bin/time output: $(cat "$WORK/time.txt")"
     check_run "$mode"
+    if ((${#extra[@]})); then
+        local want got
+        want=$(valid_indexes orders) got=$(valid_indexes orders_copy)
+        [[ $want == "$got" ]] || die "$mode: orders_copy has $got valid indexes after the rebuild, orders has $want"
+    fi
     # The longest chunk: how long one transaction held its row locks.
     slowest=$(grep -o '"slowest_chunk_s":[0-9.e+-]*' "$WORK/summary.json" | cut -d: -f2)
     echo "$mode ${slowest:-?}" >>"$WORK/slowest"
@@ -620,13 +643,17 @@ if [[ $MODE == backfill ]]; then
     PT_OSC=0
     say "$ROUNDS round(s) of: one UPDATE ... SET $BACKFILL_SET, rowferry backfill --workers 2, --workers 4"
 else
-    say "$ROUNDS round(s) of: baseline, two-halves, rowferry --workers 2, rowferry --workers 4"
+    say "$ROUNDS round(s) of: baseline, two-halves, rowferry --workers 2, rowferry --workers 4, and both with --defer-indexes"
 fi
 for ((round = 1; round <= ROUNDS; round++)); do
     run_baseline "$round"
     if [[ $MODE == copy ]]; then run_two_halves "$round"; fi
     run_rowferry 2 "$round"
     run_rowferry 4 "$round"
+    if [[ $MODE == copy ]]; then
+        run_rowferry 2 "$round" defer
+        run_rowferry 4 "$round" defer
+    fi
     if ((PT_OSC)); then run_pt_osc "$round"; fi
 done
 
@@ -638,7 +665,7 @@ row() { # mode round seconds rss_kb
         mb = (rss == "-") ? "-" : sprintf("%.0f", rss / 1024)
         if (secs <= 0) secs = 0.001
         if (base <= 0) base = 0.001
-        printf "%-13s %5s %9.2f %12.0f %12.2fx %11s\n", mode, round, secs, rows / secs, base / secs, mb }'
+        printf "%-17s %5s %9.2f %12.0f %12.2fx %11s\n", mode, round, secs, rows / secs, base / secs, mb }'
 }
 
 echo
@@ -646,13 +673,13 @@ printf 'rowferry %s benchmark: %s rows, %s, %s CPU(s), %s\n' \
     "$MODE" "$ROWS" "$(redact "$URL")" "$(nproc)" "$(server_version)"
 printf '(speedup: rows/s divided by the median baseline rows/s; baseline = one %s)\n\n' \
     "$([[ $MODE == backfill ]] && echo "UPDATE ... SET $BACKFILL_SET" || echo "INSERT ... SELECT")"
-printf '%-13s %5s %9s %12s %13s %11s\n' mode round seconds rows/s speedup "peak RSS MB"
+printf '%-17s %5s %9s %12s %13s %11s\n' mode round seconds rows/s speedup "peak RSS MB"
 while read -r mode round secs rss; do
     row "$mode" "$round" "$secs" "$rss"
 done <"$RESULTS"
 echo
-printf '%-13s %5s %9s %12s %13s %11s\n' median "" seconds rows/s speedup "peak RSS MB"
-for mode in baseline $([[ $MODE == copy ]] && echo two-halves) rowferry-w2 rowferry-w4 $( ((PT_OSC)) && echo pt-osc); do
+printf '%-17s %5s %9s %12s %13s %11s\n' median "" seconds rows/s speedup "peak RSS MB"
+for mode in baseline $([[ $MODE == copy ]] && echo two-halves) rowferry-w2 rowferry-w4 $([[ $MODE == copy ]] && echo rowferry-w2-defer rowferry-w4-defer) $( ((PT_OSC)) && echo pt-osc); do
     secs=$(awk -v m="$mode" '$1 == m { print $3 }' "$RESULTS" | median)
     rss=$(awk -v m="$mode" '$1 == m && $4 != "-" { print $4 }' "$RESULTS" | median)
     row "$mode" "" "$secs" "$rss"

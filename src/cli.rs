@@ -36,6 +36,9 @@ pub enum Command {
     /// Dual-write triggers that mirror every write on --table into
     /// --target-table: install, remove, or show them.
     Sync(SyncArgs),
+    /// Secondary indexes of --table: record and drop them (defer), build
+    /// them again online (rebuild), or show them (status).
+    Indexes(IndexesArgs),
     /// Compare --table and --target-table chunk by chunk with checksums;
     /// name every differing key. Exit 3 on any difference.
     Verify(VerifyArgs),
@@ -82,8 +85,70 @@ pub struct CopyArgs {
     /// copy reach the target; they stay installed afterwards.
     #[arg(long)]
     pub dual_write: bool,
+    /// Drop the target's non-unique secondary indexes before the copy
+    /// (definitions kept in the checkpoint) and build them again online
+    /// after it; primary key, unique and exclusion indexes stay.
+    #[arg(long)]
+    pub defer_indexes: bool,
+    #[command(flatten)]
+    pub index_jobs: IndexJobsArg,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IndexJobsArg {
+    /// Processes that build each deferred index (PostgreSQL: the build
+    /// plus N-1 parallel workers; MySQL 8: innodb_ddl_threads).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub index_jobs: u16,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IndexesArgs {
+    #[arg(value_enum)]
+    pub action: ops::indexes::IndexAction,
+    /// Connection URL of the table's database.
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// The table whose indexes are deferred: schema.table, or a bare name.
+    #[arg(long, value_name = "TABLE")]
+    pub table: String,
+    /// Where the definitions are recorded (default:
+    /// rowferry-indexes-SCHEMA.TABLE.json in the current directory); a
+    /// copy's checkpoint works too.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub index_jobs: IndexJobsArg,
+    /// Give up waiting for the table's lock after this long (then retry).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Retries when the lock cannot be had or a build fails transiently.
+    #[arg(long, default_value_t = 10)]
+    pub max_retries: u32,
+    /// Print each index's state as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl IndexesArgs {
+    async fn run(self) -> Result<()> {
+        ops::indexes::run(&ops::indexes::IndexesRequest {
+            action: self.action,
+            target: DbUrl::parse(&self.target).map_err(|e| e.context("--target"))?,
+            table: TableName::parse(&self.table).map_err(|e| e.context("--table"))?,
+            state: self.state,
+            jobs: usize::from(self.index_jobs.index_jobs),
+            opts: RunOptions {
+                lock_timeout: self.lock_timeout,
+                max_retries: self.max_retries,
+                json: self.json,
+                ..RunOptions::for_ddl()
+            },
+        })
+        .await
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -492,12 +557,17 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Copy(args) => {
                 let spec = args.pair.spec(SameDatabase::Required, args.dual_write)?;
-                ops::copy::run(&spec, &args.run.options()).await
+                let indexes = ops::indexes::IndexOptions {
+                    defer: args.defer_indexes,
+                    jobs: usize::from(args.index_jobs.index_jobs),
+                };
+                ops::copy::run_with_indexes(&spec, &args.run.options(), indexes).await
             }
             Command::Backfill(args) => ops::backfill::run(&args.spec()?, &args.run.options()).await,
             Command::Plan(args) => args.run().await,
             Command::Status(args) => ops::status::run(&args.checkpoint, args.json),
             Command::Sync(args) => args.run().await,
+            Command::Indexes(args) => args.run().await,
             Command::Cutover(args) => {
                 let spec = ops::cutover::CutoverSpec {
                     pair: args.pair.spec(SameDatabase::Required, false)?,

@@ -32,6 +32,11 @@ pub trait Session: Send {
 
     /// Run the statements in one transaction; rows affected by each.
     async fn transaction(&mut self, statements: &[Statement]) -> Result<Vec<u64>>;
+
+    /// Run one statement without parameters outside any transaction block
+    /// (autocommit): for DDL that refuses to run inside one, such as
+    /// PostgreSQL's CREATE/DROP INDEX CONCURRENTLY. Rows affected.
+    async fn execute(&mut self, sql: &str) -> Result<u64>;
 }
 
 /// A pool of sessions to one server and database.

@@ -279,6 +279,15 @@ impl Session for MySession {
         txn.commit().await.map_err(err)?;
         Ok(counts)
     }
+
+    async fn execute(&mut self, sql: &str) -> Result<u64> {
+        // The text protocol: DDL as is, autocommitted.
+        self.conn
+            .query_drop(sql)
+            .await
+            .map_err(|e| server_error(&e, self.password.as_deref()))?;
+        Ok(self.conn.affected_rows())
+    }
 }
 
 fn text_cell(value: Value) -> Result<Option<String>> {

@@ -199,6 +199,23 @@ impl Session for PgSession {
         txn.commit().await.map_err(err)?;
         Ok(counts)
     }
+
+    async fn execute(&mut self, sql: &str) -> Result<u64> {
+        // The simple query protocol runs a lone statement in no transaction
+        // block, and prepares (and caches) nothing.
+        let messages = self
+            .client()
+            .simple_query(sql)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(messages
+            .iter()
+            .map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::CommandComplete(n) => *n,
+                _ => 0,
+            })
+            .sum())
+    }
 }
 
 /// One cell as text, whatever simple type the catalog returned.

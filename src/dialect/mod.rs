@@ -4,6 +4,7 @@
 //! here once; a dialect only supplies the pieces that differ per engine.
 
 pub mod checksum;
+pub mod indexes;
 pub mod mysql;
 pub mod postgres;
 pub mod sync;
@@ -180,6 +181,12 @@ pub trait Dialect: Send + Sync {
     /// The blue-green swap, where this version has it for the engine: the
     /// SQL pieces of `cutover` and `rollback`, or None.
     fn swap(&self) -> Option<&dyn SwapSql> {
+        None
+    }
+
+    /// Deferred secondary indexes (dropped before a copy, rebuilt online
+    /// after it), where this version has them for the engine.
+    fn indexes(&self) -> Option<&dyn indexes::IndexSql> {
         None
     }
 

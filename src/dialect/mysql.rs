@@ -403,6 +403,10 @@ impl Dialect for Mysql {
         false
     }
 
+    fn indexes(&self) -> Option<&dyn super::indexes::IndexSql> {
+        Some(self)
+    }
+
     fn session_dependent(&self, source: &Column, target: &Column) -> Option<&'static str> {
         let timestamp = |c: &Column| c.data_type.to_ascii_lowercase().starts_with("timestamp");
         (timestamp(source) && !timestamp(target)).then_some(

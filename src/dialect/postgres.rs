@@ -311,6 +311,10 @@ impl Dialect for Postgres {
         true
     }
 
+    fn indexes(&self) -> Option<&dyn super::indexes::IndexSql> {
+        Some(self)
+    }
+
     fn swap(&self) -> Option<&dyn super::SwapSql> {
         Some(self)
     }

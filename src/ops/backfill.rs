@@ -293,6 +293,7 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
             phase: "backfill",
             lock_name,
             summary_note: None,
+            before_chunks: None,
             side_state: SideState {
                 setup: vec![d.state_table_ddl(&state)],
                 restart: vec![format!("DELETE FROM {state} WHERE job = '{job_id}'")],

@@ -1,5 +1,6 @@
 //! `rowferry copy`: insert-if-absent of each key range into the target.
 
+use super::indexes::{CopyIndexes, IndexOptions};
 use super::preflight::Preflight;
 use super::sync::{self, SyncState};
 use super::{ChunkSql, PreparedJob, inspect, run_job};
@@ -17,6 +18,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
+    run_with_indexes(spec, opts, IndexOptions::default()).await
+}
+
+/// `run` with `--defer-indexes` / `--index-jobs`. Indexes a checkpoint
+/// still owes are rebuilt even without the flag.
+pub async fn run_with_indexes(
+    spec: &CopySpec,
+    opts: &RunOptions,
+    indexes: IndexOptions,
+) -> Result<()> {
     let mut plan = prepare(spec, opts).await?;
     // A resumed job passed its pre-flight when it started; rows written
     // since then are caught by the chunk statements themselves.
@@ -57,7 +68,11 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
             plan.target.display_name()
         );
     }
-    run_job(plan.job, opts).await.map(|_lock| ())
+    // Deferred indexes are dropped under the job's lock before the first
+    // chunk and rebuilt under it after the last.
+    let indexes = CopyIndexes::attach(&mut plan, spec, opts, indexes)?;
+    let _lock = run_job(plan.job, opts).await?;
+    indexes.rebuild_pending().await
 }
 
 /// `--dual-write`: the triggers go in before the first chunk is read, so
@@ -216,6 +231,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             lock_name: format!("rowferry:writes:{}", target.id),
             side_state: Default::default(),
             summary_note: None,
+            before_chunks: None,
         },
         target,
         key,

@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod copy;
 pub mod cutover;
+pub mod indexes;
 pub mod plan;
 pub mod preflight;
 pub mod status;
@@ -154,6 +155,18 @@ pub struct PreparedJob {
     pub side_state: SideState,
     /// Said after the summary (and in its JSON): what the job leaves behind.
     pub summary_note: Option<String>,
+    /// Runs under the job's lock once the checkpoint is accepted and
+    /// written, before the first chunk (copy --defer-indexes).
+    pub before_chunks: Option<Arc<dyn BeforeChunks>>,
+}
+
+/// A step between accepting the checkpoint and the first chunk.
+#[async_trait::async_trait]
+pub trait BeforeChunks: Send + Sync {
+    /// `checkpoint` is the content just saved at `path`; what the step
+    /// changes there is kept by every later save. `resumed`: an earlier
+    /// run's checkpoint was found.
+    async fn run(&self, checkpoint: &mut Checkpoint, path: &Path, resumed: bool) -> Result<()>;
 }
 
 /// SQL for the state a job keeps beside its checkpoint. Every statement
@@ -332,6 +345,16 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
     }
 
     let resumed = existing.is_some();
+    // Indexes a copy dropped stay owed until rebuilt: across resumes, and
+    // across --restart too (they are still missing).
+    let deferred_indexes = match &existing {
+        Some(cp) => cp.deferred_indexes.clone(),
+        None => Checkpoint::load(&path)
+            .ok()
+            .flatten()
+            .and_then(|cp| cp.deferred_indexes),
+    }
+    .filter(|d| d.owed_by(&job.identity.target, &job.identity.target_table));
     let (ledger, started_at) = match existing {
         Some(cp) => {
             eprintln!(
@@ -357,11 +380,15 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
             updated_at: now_rfc3339(),
             finished: false,
             ledger: ledger.clone(),
+            deferred_indexes,
         },
     };
     // Prove the checkpoint can be written before any row is.
     sink.save(&ledger)
         .map_err(|e| e.with_kind(ErrorKind::Input).context("--checkpoint"))?;
+    if let Some(step) = &job.before_chunks {
+        step.run(&mut sink.content, &path, resumed).await?;
+    }
 
     let throttle = Arc::new(crate::throttle::Throttle::new(
         opts.max_rows_per_sec,

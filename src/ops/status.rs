@@ -38,6 +38,7 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
             "planning_finished": l.planning_finished,
             "started_at": cp.started_at,
             "updated_at": cp.updated_at,
+            "deferred_indexes": cp.deferred_indexes,
         });
         println!("{report}");
         return Ok(());
@@ -73,5 +74,18 @@ pub fn run(path: &Path, json: bool) -> Result<()> {
         l.unfinished().len()
     );
     println!("  started {}, updated {}", cp.started_at, cp.updated_at);
+    if let Some(d) = &cp.deferred_indexes {
+        let names: Vec<&str> = d.indexes.iter().map(|i| i.name.as_str()).collect();
+        let state = match &d.rebuilt_at {
+            Some(at) => format!("rebuilt {at}"),
+            None => "not yet rebuilt: rerun the copy, or `rowferry indexes rebuild --state` with this checkpoint"
+                .to_string(),
+        };
+        println!(
+            "  deferred indexes of {}: {}; {state}",
+            d.table,
+            names.join(", ")
+        );
+    }
     Ok(())
 }
