@@ -1,7 +1,8 @@
 //! The blue-green swap on the real PostgreSQL: cutover (with reverse sync),
 //! writes after it surviving a rollback, sequences, foreign keys, a long
 //! transaction that makes the cutover give up without blocking readers for
-//! long, and cleanup leaving nothing behind. MariaDB: refused clearly.
+//! long, and cleanup leaving nothing behind. MariaDB: one atomic RENAME,
+//! without reverse sync.
 
 mod common;
 use common::*;
@@ -251,20 +252,126 @@ async fn foreign_keys_are_reported_or_repointed() {
     db.cleanup().await;
 }
 
+/// MariaDB: one atomic RENAME TABLE while the forward triggers are still
+/// active; AUTO_INCREMENT continues past the old table's; no reverse sync
+/// (refused clearly), so no rollback; cleanup drops the old table.
 #[tokio::test(flavor = "multi_thread")]
-async fn mysql_cutover_is_refused_clearly() {
+async fn mysql_cutover_renames_atomically_and_refuses_reverse_sync() {
     let db = TestDb::mysql("co_my").await;
     db.exec(
-        "CREATE TABLE {s}.src (id int PRIMARY KEY, amount decimal(10,2));
-         CREATE TABLE {s}.dst (id int PRIMARY KEY, amount decimal(10,2), doubled decimal(12,2));",
+        "CREATE TABLE {s}.src (id int AUTO_INCREMENT PRIMARY KEY, name varchar(20), amount decimal(10,2));
+         CREATE TABLE {s}.dst (id int AUTO_INCREMENT PRIMARY KEY, name varchar(20), amount decimal(10,2),
+                               doubled decimal(12,2) DEFAULT 0);
+         INSERT INTO {s}.src (name, amount) SELECT CONCAT('n', seq), seq / 4 FROM seq_1_to_3000;
+         DELETE FROM {s}.src WHERE id > 2990;",
     )
     .await;
-    let out = cutover(&db, &[]);
+    let copy = with(
+        db.copy_args("src", "dst"),
+        &["--map", MAP, "--dual-write", "--progress", "none"],
+    );
+    expect_exit(&run(&copy), 0);
+    let out = cutover(&db, &["--reverse-sync"]);
     expect_exit(&out, 2);
     assert!(
-        stderr(&out).contains("available for PostgreSQL in this version"),
+        stderr(&out).contains("--reverse-sync is not available"),
         "{}",
         stderr(&out)
+    );
+    let counter = db
+        .scalar("SELECT CAST(AUTO_INCREMENT AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src'")
+        .await;
+
+    let out = cutover(&db, &[]);
+    expect_exit(&out, 0);
+    let names = "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = ";
+    assert_eq!(
+        db.scalar(&format!("{names}'src'")).await,
+        "id,name,amount,doubled"
+    );
+    assert_eq!(
+        db.scalar(&format!("{names}'src_old'")).await,
+        "id,name,amount"
+    );
+    assert_eq!(
+        db.scalar("SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{s}'")
+            .await,
+        "0",
+        "the forward triggers are gone with the old table's role"
+    );
+    db.exec("INSERT INTO {s}.src (name, amount) VALUES ('after', 1)")
+        .await;
+    let id: u64 = db
+        .scalar("SELECT CAST(MAX(id) AS CHAR) FROM {s}.src")
+        .await
+        .parse()
+        .expect("id");
+    assert!(
+        id >= counter.parse::<u64>().expect("counter"),
+        "id {id} below the old counter {counter}"
+    );
+
+    let out = table_cmd(&db, "rollback", &[]);
+    expect_exit(&out, 2);
+    assert!(stderr(&out).contains("would lose them"), "{}", stderr(&out));
+    expect_exit(&table_cmd(&db, "cleanup", &["--drop-old-table"]), 0);
+    assert_eq!(
+        db.scalar("SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src_old'")
+            .await,
+        "0"
+    );
+    db.cleanup().await;
+}
+
+/// MariaDB: a long transaction on the table makes the RENAME give up
+/// after its retries, with nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_cutover_behind_a_long_transaction_gives_up() {
+    let db = TestDb::mysql("co_mylock").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, amount decimal(10,2));
+         CREATE TABLE {s}.dst (id int PRIMARY KEY, amount decimal(10,2), doubled decimal(12,2));
+         INSERT INTO {s}.src SELECT seq, seq FROM seq_1_to_100;",
+    )
+    .await;
+    let copy = with(
+        db.copy_args("src", "dst"),
+        &["--map", MAP, "--dual-write", "--progress", "none"],
+    );
+    expect_exit(&run(&copy), 0);
+    let mut holder = connect_mysql().await;
+    mysql_async::prelude::Queryable::query_drop(
+        &mut holder,
+        format!("START TRANSACTION; SELECT COUNT(*) FROM {}.src", db.schema),
+    )
+    .await
+    .expect("long transaction");
+    let out = cutover(
+        &db,
+        &[
+            "--skip-verify",
+            "--lock-timeout",
+            "1s",
+            "--max-retries",
+            "1",
+        ],
+    );
+    expect_exit(&out, 1);
+    assert!(stderr(&out).contains("nothing changed"), "{}", stderr(&out));
+    mysql_async::prelude::Queryable::query_drop(&mut holder, "COMMIT")
+        .await
+        .expect("commit");
+    assert_eq!(
+        db.scalar("SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}'")
+            .await,
+        "dst,src"
+    );
+    db.exec("UPDATE {s}.src SET amount = 7 WHERE id = 1").await;
+    assert_eq!(
+        db.scalar("SELECT CAST(doubled AS CHAR) FROM {s}.dst WHERE id = 1")
+            .await,
+        "14.00",
+        "forward sync still on"
     );
     db.cleanup().await;
 }

@@ -235,9 +235,15 @@ pub trait SwapSql: Send + Sync {
     /// (table_id) -> (comment on the table)
     fn table_comment_sql(&self) -> &'static str;
     /// Lock the tables against every other session (statement in the
-    /// swap's transaction, under the session's lock timeout).
-    fn lock_sql(&self, tables: &[String]) -> String;
-    fn rename_sql(&self, table: &str, new_name: &str) -> String;
+    /// swap's transaction, under the session's lock timeout), where the
+    /// renames do not do it themselves.
+    fn lock_sql(&self, tables: &[String]) -> Option<String>;
+    /// Rename `a` to `a_new` and `b` to `b_new` at once (names within the
+    /// tables' schema).
+    fn swap_names_sql(&self, a: &str, a_new: &str, b: &str, b_new: &str) -> Vec<String>;
+    /// Whether the old table can be kept current after the swap (the
+    /// reverse triggers must appear in the same instant as the names).
+    fn reverse_sync_at_swap(&self) -> bool;
     fn comment_sql(&self, table: &str, comment: Option<&str>) -> String;
     /// Move `sequence` (the new table's) past both the largest value in
     /// `column` and the old table's sequence, if it has one.

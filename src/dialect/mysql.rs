@@ -426,6 +426,10 @@ impl Dialect for Mysql {
         )
     }
 
+    fn swap(&self) -> Option<&dyn super::SwapSql> {
+        Some(self)
+    }
+
     fn untriggered_writes_sql(&self) -> Option<&'static str> {
         Some(
             "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
@@ -470,6 +474,118 @@ impl Dialect for Mysql {
         format!(
             "CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({row_text}), 16), 16, 10) AS DECIMAL(20, 0))), 0) AS CHAR)"
         )
+    }
+}
+
+impl super::SwapSql for Mysql {
+    fn referencing_foreign_keys_sql(&self) -> &'static str {
+        // Re-pointing is not offered here: the cutover only lists them.
+        "SELECT CONSTRAINT_NAME, CONCAT('`', TABLE_NAME, '`'), '' \
+         FROM information_schema.REFERENTIAL_CONSTRAINTS \
+         WHERE BINARY UNIQUE_CONSTRAINT_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
+           AND BINARY REFERENCED_TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
+         ORDER BY 2, 1"
+    }
+
+    fn dependent_views_sql(&self) -> &'static str {
+        // MySQL views name their tables: after the swap they read the new one.
+        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE 1 = 0 AND :p1 = :p1"
+    }
+
+    fn column_sequences_sql(&self) -> &'static str {
+        // The AUTO_INCREMENT counter stands for the sequence.
+        "SELECT c.COLUMN_NAME, CAST(t.AUTO_INCREMENT AS CHAR) \
+         FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
+           ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+         WHERE BINARY c.TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
+           AND BINARY c.TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
+           AND c.EXTRA LIKE '%auto_increment%' AND t.AUTO_INCREMENT IS NOT NULL"
+    }
+
+    fn table_comment_sql(&self) -> &'static str {
+        "SELECT TABLE_COMMENT FROM information_schema.TABLES \
+         WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
+           AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]'))"
+    }
+
+    fn lock_sql(&self, _tables: &[String]) -> Option<String> {
+        // RENAME TABLE takes its own metadata locks, under lock_wait_timeout.
+        None
+    }
+
+    fn swap_names_sql(&self, a: &str, a_new: &str, b: &str, b_new: &str) -> Vec<String> {
+        // One statement: atomic, both or neither. Names stay in the schema
+        // of the tables (`schema`.`table`).
+        let in_schema = |q: &str, name: &str| match q.rfind("`.`") {
+            Some(at) => format!("{}.{}", &q[..=at], self.quote_ident(name)),
+            None => self.quote_ident(name),
+        };
+        vec![format!(
+            "RENAME TABLE {a} TO {}, {b} TO {}",
+            in_schema(a, a_new),
+            in_schema(b, b_new)
+        )]
+    }
+
+    fn reverse_sync_at_swap(&self) -> bool {
+        false
+    }
+
+    fn comment_sql(&self, table: &str, comment: Option<&str>) -> String {
+        let text = comment.unwrap_or("");
+        format!(
+            "ALTER TABLE {table} COMMENT = '{}'",
+            text.replace('\\', "\\\\").replace('\'', "''")
+        )
+    }
+
+    fn advance_sequence_sql(
+        &self,
+        _sequence: &str,
+        table: &str,
+        _column: &str,
+        old_sequence: Option<&str>,
+    ) -> String {
+        // InnoDB never sets the counter below the largest value + 1.
+        let at = old_sequence
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1);
+        format!("ALTER TABLE {table} AUTO_INCREMENT = {at}")
+    }
+
+    fn drop_constraint_sql(&self, table: &str, constraint: &str) -> String {
+        format!(
+            "ALTER TABLE {table} DROP FOREIGN KEY {}",
+            self.quote_ident(constraint)
+        )
+    }
+
+    fn add_constraint_not_valid_sql(
+        &self,
+        table: &str,
+        constraint: &str,
+        definition: &str,
+    ) -> String {
+        format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {} {definition}",
+            self.quote_ident(constraint)
+        )
+    }
+
+    fn validate_constraint_sql(&self, _table: &str, _constraint: &str) -> String {
+        "DO 0".into()
+    }
+
+    fn shared_owned_sequences_sql(&self) -> &'static str {
+        "SELECT NULL FROM DUAL WHERE 1 = 0 AND :p1 = :p1 AND :p2 = :p2"
+    }
+
+    fn disown_sequence_sql(&self, _sequence: &str) -> String {
+        "DO 0".into()
+    }
+
+    fn drop_table_sql(&self, table: &str) -> String {
+        format!("DROP TABLE {table}")
     }
 }
 

@@ -386,15 +386,23 @@ impl super::SwapSql for Postgres {
         "SELECT obj_description($1::text::oid, 'pg_class')"
     }
 
-    fn lock_sql(&self, tables: &[String]) -> String {
-        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "))
+    fn lock_sql(&self, tables: &[String]) -> Option<String> {
+        Some(format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            tables.join(", ")
+        ))
     }
 
-    fn rename_sql(&self, table: &str, new_name: &str) -> String {
-        format!(
-            "ALTER TABLE {table} RENAME TO {}",
-            self.quote_ident(new_name)
-        )
+    fn swap_names_sql(&self, a: &str, a_new: &str, b: &str, b_new: &str) -> Vec<String> {
+        // In the swap's transaction: nobody sees one without the other.
+        vec![
+            format!("ALTER TABLE {a} RENAME TO {}", self.quote_ident(a_new)),
+            format!("ALTER TABLE {b} RENAME TO {}", self.quote_ident(b_new)),
+        ]
+    }
+
+    fn reverse_sync_at_swap(&self) -> bool {
+        true
     }
 
     fn comment_sql(&self, table: &str, comment: Option<&str>) -> String {

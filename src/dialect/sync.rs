@@ -305,3 +305,59 @@ mod tests {
         assert!(!same_body("BEGIN x; END", "BEGIN y; END"));
     }
 }
+
+#[cfg(test)]
+mod swap_tests {
+    use crate::dialect::Dialect;
+    use crate::dialect::mysql::Mysql;
+    use crate::dialect::postgres::Postgres;
+
+    #[test]
+    fn postgres_swaps_in_one_transaction_of_renames_under_a_lock() {
+        let swap = Postgres.swap().expect("postgres swaps");
+        assert_eq!(
+            swap.lock_sql(&[r#""s"."a""#.into(), r#""s"."b""#.into()]),
+            Some(r#"LOCK TABLE "s"."a", "s"."b" IN ACCESS EXCLUSIVE MODE"#.into())
+        );
+        assert_eq!(
+            swap.swap_names_sql(r#""s"."a""#, "a_old", r#""s"."b""#, "a"),
+            [
+                r#"ALTER TABLE "s"."a" RENAME TO "a_old""#,
+                r#"ALTER TABLE "s"."b" RENAME TO "a""#
+            ]
+        );
+        assert_eq!(
+            swap.comment_sql(r#""s"."a_old""#, Some("it's")),
+            r#"COMMENT ON TABLE "s"."a_old" IS 'it''s'"#
+        );
+        assert_eq!(
+            swap.advance_sequence_sql(
+                r#""s"."b_id_seq""#,
+                r#""s"."b""#,
+                "id",
+                Some(r#""s"."a_id_seq""#)
+            ),
+            r#"SELECT setval('"s"."b_id_seq"', greatest(coalesce((SELECT max("id") FROM "s"."b"), 1), (SELECT last_value FROM "s"."a_id_seq"), 1))"#
+        );
+        assert!(swap.reverse_sync_at_swap());
+    }
+
+    #[test]
+    fn mysql_swaps_with_one_atomic_rename() {
+        let swap = Mysql.swap().expect("mysql swaps");
+        assert_eq!(swap.lock_sql(&["`s`.`a`".into()]), None);
+        assert_eq!(
+            swap.swap_names_sql("`s`.`a`", "a_old", "`s`.`b`", "a"),
+            ["RENAME TABLE `s`.`a` TO `s`.`a_old`, `s`.`b` TO `s`.`a`"]
+        );
+        assert_eq!(
+            swap.comment_sql("`s`.`a`", Some(r"it's a \ path")),
+            r"ALTER TABLE `s`.`a` COMMENT = 'it''s a \\ path'"
+        );
+        assert_eq!(
+            swap.advance_sequence_sql("1001", "`s`.`b`", "id", Some("1024")),
+            "ALTER TABLE `s`.`b` AUTO_INCREMENT = 1024"
+        );
+        assert!(!swap.reverse_sync_at_swap());
+    }
+}

@@ -114,6 +114,14 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
     let foreign_keys =
         referencing_objects(session.as_mut(), swap, old, spec.repoint_foreign_keys).await?;
 
+    if spec.reverse_sync && !swap.reverse_sync_at_swap() {
+        return Err(Error::input(
+            "--reverse-sync is not available on MySQL/MariaDB in this version: the reverse \
+             triggers would have to appear in the same instant as the rename, and MariaDB cannot \
+             rename tables it holds locked. Cut over without it (the old table then stops \
+             receiving writes), or keep the forward sync and cut over later; nothing changed",
+        ));
+    }
     let reverse = if spec.reverse_sync {
         Some(reverse_triggers(&plan, &spec.pair.source, opts, &old_name).await?)
     } else {
@@ -124,11 +132,21 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
     let after_old = d.qualified(&old.schema, &old_name);
     let after_new = d.qualified(&old.schema, &old.name);
 
-    let mut steps = vec![swap.lock_sql(&[old_q.clone(), new_q.clone()])];
+    let mut steps: Vec<String> = swap
+        .lock_sql(&[old_q.clone(), new_q.clone()])
+        .into_iter()
+        .collect();
     steps.extend(sequence_steps(session.as_mut(), swap, old, new, &new_q).await?);
-    steps.extend(d.sync_drop_sql(&old_q, &old.schema, &plan.sync.name));
-    steps.push(swap.rename_sql(&old_q, &old_name));
-    steps.push(swap.rename_sql(&new_q, &old.name));
+    let drop_forward = d.sync_drop_sql(&old_q, &old.schema, &plan.sync.name);
+    if d.transactional_ddl() {
+        steps.extend(drop_forward.clone());
+    }
+    steps.extend(swap.swap_names_sql(&old_q, &old_name, &new_q, &old.name));
+    if !d.transactional_ddl() {
+        // The forward triggers moved with the old table and stayed active
+        // up to the atomic rename; now nothing writes that table.
+        steps.extend(drop_forward);
+    }
     for fk in &foreign_keys {
         steps.push(swap.drop_constraint_sql(&fk.table, &fk.name));
         steps.push(swap.add_constraint_not_valid_sql(&fk.table, &fk.name, &fk.definition));
@@ -215,6 +233,17 @@ async fn referencing_objects(
             definition: text(r, 2),
         })
         .collect();
+    if repoint && keys.iter().any(|k| k.definition.is_empty()) {
+        return Err(Error::input(format!(
+            "foreign keys point at {}: {}. Re-pointing them is not available on this engine in \
+             this version: drop them before the cutover and re-create them after; nothing changed",
+            table.display_name(),
+            keys.iter()
+                .map(|k| format!("{} on {}", k.name, k.table))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     if !keys.is_empty() && !repoint {
         return Err(Error::input(format!(
             "foreign keys point at {} and would keep pointing at the old table after the swap: \
@@ -306,40 +335,23 @@ async fn reverse_triggers(
     ))
 }
 
-/// Run the swap's statements in one transaction, retrying lock timeouts
-/// with backoff; when they run out, nothing changed.
+/// Run the swap's statements, retrying lock timeouts with backoff: in one
+/// transaction where DDL is transactional (then, when the retries run out,
+/// nothing changed), else one by one (the rename itself is atomic).
 async fn swap_in_one_transaction(
     plan: &CopyPlan,
     steps: &[String],
     opts: &RunOptions,
     what: &str,
 ) -> Result<u64> {
-    let stats = Arc::new(Stats::default());
-    let mut session = RetryingSession::new(
-        plan.job.db.clone(),
-        stats.clone(),
-        opts.max_retries,
-        CancellationToken::new(),
-    );
-    let statements: Vec<Statement> = steps
-        .iter()
-        .map(|sql| Statement {
-            sql: sql.clone(),
-            params: vec![],
-        })
-        .collect();
-    session
-        .run(|s| {
-            let statements = statements.clone();
-            Box::pin(async move { s.transaction(&statements).await })
-        })
+    sync::run_ddl(&plan.job.db, plan.job.db.dialect(), steps, opts)
         .await
         .map_err(|e| {
-            let advice = if matches!(e.code.as_deref(), Some("55P03")) {
+            let advice = if matches!(e.code.as_deref(), Some("55P03" | "1205")) {
                 "another transaction holds the tables, and waiting for it would queue the \
                  application behind the swap; every attempt gave up after --lock-timeout. Find \
-                 the long transaction (pg_stat_activity), let it finish, and rerun (or raise \
-                 --max-retries)"
+                 the long transaction (pg_stat_activity, SHOW PROCESSLIST), let it finish, and \
+                 rerun (or raise --max-retries)"
             } else {
                 "the server refused the swap"
             };
@@ -350,14 +362,13 @@ async fn swap_in_one_transaction(
                     e.kind
                 },
                 message: format!(
-                    "{what}: {advice}; nothing changed (one transaction, rolled back). Server \
-                     said: {}",
+                    "{what}: {advice}; nothing changed (the swap is one transaction, or one \
+                     atomic RENAME). Server said: {}",
                     e.message
                 ),
                 ..e
             }
-        })?;
-    Ok(stats.retries.load(std::sync::atomic::Ordering::Relaxed))
+        })
 }
 
 async fn validate_foreign_keys(plan: &CopyPlan, swap: &dyn SwapSql, keys: &[ForeignKey]) {
@@ -519,10 +530,12 @@ pub async fn rollback(spec: &RollbackSpec, opts: &RunOptions) -> Result<()> {
 
     let current_q = d.qualified(&current.schema, &current.name);
     let old_q = d.qualified(&old.schema, &old.name);
-    let mut steps = vec![swap.lock_sql(&[current_q.clone(), old_q.clone()])];
+    let mut steps: Vec<String> = swap
+        .lock_sql(&[current_q.clone(), old_q.clone()])
+        .into_iter()
+        .collect();
     steps.extend(d.sync_drop_sql(&current_q, &current.schema, &back_plan.sync.name));
-    steps.push(swap.rename_sql(&current_q, &record.target_table));
-    steps.push(swap.rename_sql(&old_q, &current.name));
+    steps.extend(swap.swap_names_sql(&current_q, &record.target_table, &old_q, &current.name));
     for fk in &foreign_keys {
         steps.push(swap.drop_constraint_sql(&fk.table, &fk.name));
         steps.push(swap.add_constraint_not_valid_sql(&fk.table, &fk.name, &fk.definition));

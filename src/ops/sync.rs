@@ -287,7 +287,7 @@ pub async fn remove(
 /// Run DDL with the session's short lock timeout, retrying lock timeouts
 /// and deadlocks with backoff. One transaction where DDL is transactional,
 /// so the objects appear together. Returns the retries it took.
-async fn run_ddl(
+pub(crate) async fn run_ddl(
     db: &Arc<dyn Database>,
     d: &dyn Dialect,
     steps: &[String],
