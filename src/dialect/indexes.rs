@@ -72,6 +72,18 @@ pub trait IndexSql: Send + Sync {
         indexes: &[&IndexDefinition],
     ) -> Result<Vec<String>>;
 
+    /// Statements that build these indexes on a table nothing else
+    /// writes: without the online machinery where that costs time
+    /// (PostgreSQL's CONCURRENTLY reads the table twice).
+    fn private_build_sql(
+        &self,
+        schema: &str,
+        table: &str,
+        indexes: &[&IndexDefinition],
+    ) -> Result<Vec<String>> {
+        self.build_sql(schema, table, indexes)
+    }
+
     /// Whether one statement builds all of a table's indexes (MySQL's one
     /// ALTER TABLE, one scan) rather than one statement each.
     fn builds_together(&self) -> bool;
@@ -163,33 +175,16 @@ impl IndexSql for Postgres {
         _table: &str,
         indexes: &[&IndexDefinition],
     ) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for index in indexes {
-            // pg_get_indexdef leaves the tablespace out; the session's
-            // default_tablespace puts the index back where it was ('' is
-            // the database's default).
-            out.push(format!(
-                "SET default_tablespace = {}",
-                match &index.tablespace {
-                    Some(t) => self.quote_ident(t),
-                    None => "''".into(),
-                }
-            ));
-            out.push(concurrently(&index.definition).ok_or_else(|| {
-                Error::fatal(format!(
-                    "the recorded definition of index {} is not a CREATE INDEX statement: {}",
-                    index.name, index.definition
-                ))
-            })?);
-            if let Some(comment) = &index.comment {
-                out.push(format!(
-                    "COMMENT ON INDEX {} IS {}",
-                    self.qualified(schema, &index.name),
-                    pg_literal(comment)
-                ));
-            }
-        }
-        Ok(out)
+        pg_build(self, schema, indexes, true)
+    }
+
+    fn private_build_sql(
+        &self,
+        schema: &str,
+        _table: &str,
+        indexes: &[&IndexDefinition],
+    ) -> Result<Vec<String>> {
+        pg_build(self, schema, indexes, false)
     }
 
     fn builds_together(&self) -> bool {
@@ -210,6 +205,58 @@ impl IndexSql for Postgres {
             "SET client_connection_check_interval = '1s'".into(),
         ]
     }
+}
+
+/// PostgreSQL index builds from recorded definitions: `online` with
+/// CONCURRENTLY (writers go on), else as recorded (one scan; blocks writes).
+fn pg_build(
+    d: &Postgres,
+    schema: &str,
+    indexes: &[&IndexDefinition],
+    online: bool,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+
+    for index in indexes {
+        // pg_get_indexdef leaves the tablespace out; the session's
+        // default_tablespace puts the index back where it was ('' is
+        // the database's default).
+        out.push(format!(
+            "SET default_tablespace = {}",
+            match &index.tablespace {
+                Some(t) => d.quote_ident(t),
+                None => "''".into(),
+            }
+        ));
+        let statement = if online {
+            concurrently(&index.definition)
+        } else {
+            plain(&index.definition)
+        };
+        out.push(statement.ok_or_else(|| {
+            Error::fatal(format!(
+                "the recorded definition of index {} is not a CREATE INDEX statement: {}",
+                index.name, index.definition
+            ))
+        })?);
+        if let Some(comment) = &index.comment {
+            out.push(format!(
+                "COMMENT ON INDEX {} IS {}",
+                d.qualified(schema, &index.name),
+                pg_literal(comment)
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A recorded `CREATE [UNIQUE] INDEX ...` as it stands, checked to be one.
+fn plain(definition: &str) -> Option<String> {
+    definition
+        .trim_start()
+        .to_ascii_uppercase()
+        .starts_with("CREATE ")
+        .then(|| definition.to_string())
 }
 
 /// `CREATE [UNIQUE] INDEX name ...` as `CREATE [UNIQUE] INDEX CONCURRENTLY name ...`.
@@ -474,6 +521,16 @@ mod tests {
                 .is_err()
         );
         assert_eq!(pg_literal("plain"), "'plain'");
+        // A table nothing else writes: the recorded statement, one scan.
+        assert_eq!(
+            Postgres.private_build_sql("s", "orders", &[&b]).unwrap()[1],
+            "CREATE INDEX \"Odd \"\"name\"\"\" ON s.orders USING btree (lower(status) DESC)"
+        );
+        assert!(
+            Postgres
+                .private_build_sql("s", "t", &[&def("x", "ALTER TABLE x")])
+                .is_err()
+        );
     }
 
     #[test]

@@ -107,6 +107,10 @@ struct Target {
     table: TableInfo,
     jobs: usize,
     max_retries: u32,
+    /// Others may write the table (sync triggers, the application):
+    /// builds must not block them. A copy's target without sync triggers
+    /// is written by nothing else, and a plain build reads it once.
+    online: bool,
 }
 
 async fn connect(url: &DbUrl, opts: &RunOptions) -> Result<Arc<dyn Database>> {
@@ -274,7 +278,12 @@ impl Target {
             }
             let what = names(unit.iter().map(|i| i.name.as_str()));
             eprintln!(
-                "rowferry: building index(es) {what} of {table} online ({}/{total})",
+                "rowferry: building index(es) {what} of {table} {} ({}/{total})",
+                if self.online {
+                    "online"
+                } else {
+                    "(nothing else writes the table: one scan, not the online two)"
+                },
                 n + 1
             );
             let started = Instant::now();
@@ -354,10 +363,13 @@ impl Target {
             // processes.
             let _ = s.execute(&sql).await;
         }
-        for sql in self
-            .isql
-            .build_sql(&self.table.schema, &self.table.name, &todo)?
-        {
+        let (schema, name) = (&self.table.schema, &self.table.name);
+        let statements = if self.online {
+            self.isql.build_sql(schema, name, &todo)?
+        } else {
+            self.isql.private_build_sql(schema, name, &todo)?
+        };
+        for sql in statements {
             s.execute(&sql).await?;
         }
         Ok(())
@@ -458,6 +470,8 @@ pub struct CopyIndexes {
     path: PathBuf,
     options: IndexOptions,
     opts: RunOptions,
+    /// Sync triggers write the target too: builds go online.
+    online: bool,
 }
 
 impl CopyIndexes {
@@ -480,6 +494,7 @@ impl CopyIndexes {
             path: plan.job.checkpoint_path(opts),
             options,
             opts: opts.clone(),
+            online: spec.dual_write || plan.sync_state.any_present(),
         };
         plan.job.before_chunks = Some(Arc::new(this.clone()));
         Ok(this)
@@ -493,6 +508,7 @@ impl CopyIndexes {
             table: self.table.clone(),
             jobs: self.options.jobs,
             max_retries: self.opts.max_retries,
+            online: self.online,
         }))
     }
 
@@ -777,6 +793,7 @@ pub async fn run(req: &IndexesRequest) -> Result<()> {
         table: table.clone(),
         jobs: req.jobs,
         max_retries: req.opts.max_retries,
+        online: true,
     });
     let ours = |r: &DeferredIndexes| r.target == identity && r.table == table.display_name();
     if let Some(other) = loaded.as_ref().filter(|r| !ours(r)) {
