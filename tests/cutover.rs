@@ -390,3 +390,31 @@ async fn rollback_without_reverse_sync_is_refused() {
     assert_eq!(columns(&db, "src").await, "id,name,amount,doubled");
     db.cleanup().await;
 }
+
+/// An INVALID index on the new table (a failed concurrent build) would go
+/// into production doing nothing: the cutover refuses, naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn cutover_refuses_a_new_table_with_an_invalid_index() {
+    let db = copied("co_invalid").await;
+    let failed = connect()
+        .await
+        .batch_execute(&format!(
+            "CREATE UNIQUE INDEX CONCURRENTLY dst_half ON {}.dst ((id % 2))",
+            db.schema
+        ))
+        .await;
+    assert!(failed.is_err(), "the build must fail on duplicates");
+    let out = cutover(&db, &["--skip-verify"]);
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("INVALID indexes (dst_half)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        columns(&db, "src").await,
+        "id,name,amount",
+        "nothing changed"
+    );
+    db.cleanup().await;
+}

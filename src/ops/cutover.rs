@@ -111,6 +111,7 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
             .await
             .map_err(|e| e.context("cutover refused, nothing changed"))?;
     }
+    refuse_invalid_indexes(session.as_mut(), d, new).await?;
     let foreign_keys =
         referencing_objects(session.as_mut(), swap, old, spec.repoint_foreign_keys).await?;
 
@@ -188,6 +189,38 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// An INVALID index on the new table (a concurrent build that failed or
+/// was cut off, e.g. deferred indexes not yet rebuilt) would go into
+/// production doing nothing: finish the rebuild first.
+async fn refuse_invalid_indexes(
+    session: &mut dyn Session,
+    d: &dyn Dialect,
+    table: &TableInfo,
+) -> Result<()> {
+    let Some(isql) = d.indexes() else {
+        return Ok(());
+    };
+    let (sql, params) = isql.list_indexes(&table.id, &table.schema, &table.name);
+    let rows = session.query(&sql, &params).await?;
+    let invalid: Vec<String> = isql
+        .read_indexes(&rows)?
+        .into_iter()
+        .filter(|i| !i.valid)
+        .map(|i| i.name)
+        .collect();
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "{} has INVALID indexes ({}), left by a failed or interrupted concurrent build: rerun \
+         the copy (or `rowferry indexes rebuild --target URL --table {}`) to build them, then \
+         cut over; nothing changed",
+        table.display_name(),
+        invalid.join(", "),
+        table.display_name()
+    )))
 }
 
 /// Foreign keys of other tables that point at the table being swapped.
