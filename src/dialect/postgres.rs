@@ -375,11 +375,20 @@ impl super::SwapSql for Postgres {
     }
 
     fn column_sequences_sql(&self) -> &'static str {
-        "SELECT a.attname::text, pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) \
+        // Every sequence a column default calls (owned or not), and the
+        // sequences behind identity columns.
+        "SELECT a.attname::text, s.oid::regclass::text \
+         FROM pg_catalog.pg_attrdef ad \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum \
+         JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::regclass \
+              AND d.objid = ad.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+         JOIN pg_catalog.pg_class s ON s.oid = d.refobjid AND s.relkind = 'S' \
+         WHERE ad.adrelid = $1::text::oid AND NOT a.attisdropped \
+         UNION \
+         SELECT a.attname::text, pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) \
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped \
-           AND pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) IS NOT NULL \
-         ORDER BY a.attnum"
+           AND a.attidentity <> ''"
     }
 
     fn table_comment_sql(&self) -> &'static str {

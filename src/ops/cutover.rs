@@ -112,6 +112,23 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
             .map_err(|e| e.context("cutover refused, nothing changed"))?;
     }
     refuse_invalid_indexes(session.as_mut(), d, new).await?;
+    // Indexes a copy or `indexes defer` dropped and still owes (records in
+    // the current directory, where those commands keep them by default):
+    // after the rename the record would name a table that is gone.
+    let identity = spec.pair.source.identity();
+    for record in [
+        plan.job.checkpoint_path(opts),
+        super::indexes::default_state_path(&new.display_name()),
+    ] {
+        if let Some(owed) = super::indexes::owed_at(&record, &identity, &new.display_name()) {
+            return Err(Error::input(format!(
+                "{} still owes deferred indexes ({owed}) according to {}: rebuild them first \
+                 (rerun the copy, or `rowferry indexes rebuild`), then cut over; nothing changed",
+                new.display_name(),
+                record.display()
+            )));
+        }
+    }
     let foreign_keys =
         referencing_objects(session.as_mut(), swap, old, spec.repoint_foreign_keys).await?;
 
@@ -138,25 +155,6 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
         .into_iter()
         .collect();
     steps.extend(sequence_steps(session.as_mut(), swap, old, new, &new_q).await?);
-    let drop_forward = d.sync_drop_sql(&old_q, &old.schema, &plan.sync.name);
-    if d.transactional_ddl() {
-        steps.extend(drop_forward.clone());
-    }
-    steps.extend(swap.swap_names_sql(&old_q, &old_name, &new_q, &old.name));
-    if !d.transactional_ddl() {
-        // The forward triggers moved with the old table and stayed active
-        // up to the atomic rename; now nothing writes that table.
-        steps.extend(drop_forward);
-    }
-    for fk in &foreign_keys {
-        steps.push(swap.drop_constraint_sql(&fk.table, &fk.name));
-        steps.push(swap.add_constraint_not_valid_sql(&fk.table, &fk.name, &fk.definition));
-    }
-    if let Some(r) = &reverse {
-        for object in d.sync_objects(r) {
-            steps.extend(object.create);
-        }
-    }
     let record = CutoverRecord {
         target_table: new.name.clone(),
         map: spec.pair.maps.clone(),
@@ -168,8 +166,41 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
         "{RECORD_PREFIX}{}",
         serde_json::to_string(&record).unwrap_or_default()
     );
-    steps.push(swap.comment_sql(&after_old, Some(&comment)));
+    let drop_forward = d.sync_drop_sql(&old_q, &old.schema, &plan.sync.name);
+    let mut after_swap = Vec::new();
+    if d.transactional_ddl() {
+        steps.extend(drop_forward);
+        steps.extend(swap.swap_names_sql(&old_q, &old_name, &new_q, &old.name));
+        for fk in &foreign_keys {
+            steps.push(swap.drop_constraint_sql(&fk.table, &fk.name));
+            steps.push(swap.add_constraint_not_valid_sql(&fk.table, &fk.name, &fk.definition));
+        }
+        if let Some(r) = &reverse {
+            for object in d.sync_objects(r) {
+                steps.extend(object.create);
+            }
+        }
+        steps.push(swap.comment_sql(&after_old, Some(&comment)));
+    } else {
+        // Statement by statement: the record goes on the old table first
+        // (it moves with the rename), then the one atomic RENAME; the
+        // forward triggers, active up to that instant, go after it.
+        steps.push(swap.comment_sql(&old_q, Some(&comment)));
+        steps.extend(swap.swap_names_sql(&old_q, &old_name, &new_q, &old.name));
+        after_swap = drop_forward;
+    }
     let retries = swap_in_one_transaction(&plan, &steps, opts, "cutover").await?;
+    if let Err(e) = sync::run_ddl(&plan.job.db, d, &after_swap, opts).await {
+        return Err(Error::fatal(format!(
+            "cutover: the tables WERE swapped ({after_new} is the new table, {after_old} the \
+             old one), but dropping the old table's forward triggers failed: {}. They are inert \
+             (nothing writes the old table); remove them with `rowferry sync remove --source URL \
+             --table {}.{old_name} --target-table {}`",
+            e.message,
+            old.schema,
+            new.display_name()
+        )));
+    }
     validate_foreign_keys(&plan, swap, &foreign_keys).await;
 
     eprintln!(
@@ -567,6 +598,9 @@ pub async fn rollback(spec: &RollbackSpec, opts: &RunOptions) -> Result<()> {
         .lock_sql(&[current_q.clone(), old_q.clone()])
         .into_iter()
         .collect();
+    // The reverse sync wrote explicit values: the restored table's own
+    // sequences move past them, and past the new table's.
+    steps.extend(sequence_steps(session.as_mut(), swap, &current, &old, &old_q).await?);
     steps.extend(d.sync_drop_sql(&current_q, &current.schema, &back_plan.sync.name));
     steps.extend(swap.swap_names_sql(&current_q, &record.target_table, &old_q, &current.name));
     for fk in &foreign_keys {

@@ -93,6 +93,16 @@ impl DeferredIndexes {
     }
 }
 
+/// The indexes a record at `path` (a state file or a copy's checkpoint)
+/// still owes `table` on `target`, if any: what a cutover must not leave
+/// behind. Unreadable or absent files owe nothing.
+pub fn owed_at(path: &Path, target: &str, table: &str) -> Option<String> {
+    let (_, record) = Store::load(path).ok()?;
+    record
+        .filter(|r| r.owed_by(target, table))
+        .map(|r| r.names())
+}
+
 fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     names.collect::<Vec<_>>().join(", ")
 }
