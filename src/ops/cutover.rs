@@ -14,13 +14,10 @@ use crate::db::{Session, Statement};
 use crate::dialect::sync::SyncTriggers;
 use crate::dialect::{Dialect, SwapSql};
 use crate::error::{Error, ErrorKind, Result};
-use crate::pool::RetryingSession;
-use crate::progress::Stats;
 use crate::spec::{ColumnMap, CopySpec, RunOptions};
 use crate::table::{TableInfo, TableName};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// What the comment on the old table says, after `RECORD_PREFIX`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -506,6 +503,52 @@ async fn record_of(
         })
 }
 
+/// After a cutover: the table the application uses, the old one beside
+/// it, and the record the cutover left on it.
+struct Swapped {
+    db: Arc<dyn crate::db::Database>,
+    d: &'static dyn Dialect,
+    swap: &'static dyn SwapSql,
+    session: Box<dyn Session>,
+    current: TableInfo,
+    old: TableInfo,
+    record: CutoverRecord,
+}
+
+async fn swapped(
+    source: &crate::url::DbUrl,
+    table: &TableName,
+    old_name: Option<&str>,
+    opts: &RunOptions,
+) -> Result<Swapped> {
+    let settings = crate::db::SessionSettings {
+        pool_size: 3,
+        lock_timeout: opts.lock_timeout,
+        statement_timeout: opts.statement_timeout,
+    };
+    let db: Arc<dyn crate::db::Database> = Arc::from(crate::db::connect(source, &settings).await?);
+    let d = db.dialect();
+    let swap = swap_sql(d)?;
+    let mut session = db.session().await?;
+    let current = inspect(session.as_mut(), d, table, "--table").await?;
+    let old_name = old_name.map_or_else(|| default_old_name(&current.name), String::from);
+    let old_table = TableName {
+        schema: Some(current.schema.clone()),
+        name: old_name,
+    };
+    let old = inspect(session.as_mut(), d, &old_table, "--old-name").await?;
+    let record = record_of(session.as_mut(), swap, &old).await?;
+    Ok(Swapped {
+        db,
+        d,
+        swap,
+        session,
+        current,
+        old,
+        record,
+    })
+}
+
 pub struct RollbackSpec {
     pub source: crate::url::DbUrl,
     pub table: TableName,
@@ -516,36 +559,16 @@ pub struct RollbackSpec {
 /// Swap back: the old table (kept current by the reverse sync) takes the
 /// name again, the new one gets its own back, and forward sync resumes.
 pub async fn rollback(spec: &RollbackSpec, opts: &RunOptions) -> Result<()> {
-    let db: Arc<dyn crate::db::Database> = Arc::from(
-        crate::db::connect(
-            &spec.source,
-            &crate::db::SessionSettings {
-                pool_size: 3,
-                lock_timeout: opts.lock_timeout,
-                statement_timeout: opts.statement_timeout,
-            },
-        )
-        .await?,
-    );
-    let d = db.dialect();
-    let swap = swap_sql(d)?;
-    let mut session = db.session().await?;
-    let current = inspect(session.as_mut(), d, &spec.table, "--table").await?;
-    let old_name = spec
-        .old_name
-        .clone()
-        .unwrap_or_else(|| default_old_name(&current.name));
-    let old = inspect(
-        session.as_mut(),
+    let Swapped {
         d,
-        &TableName {
-            schema: Some(current.schema.clone()),
-            name: old_name.clone(),
-        },
-        "--old-name",
-    )
-    .await?;
-    let record = record_of(session.as_mut(), swap, &old).await?;
+        swap,
+        mut session,
+        current,
+        old,
+        record,
+        ..
+    } = swapped(&spec.source, &spec.table, spec.old_name.as_deref(), opts).await?;
+    let old_name = old.name.clone();
     // The reverse sync must be current, or writes since the cutover would
     // be missing from the table that takes the name back.
     let back = CopySpec {
@@ -634,36 +657,15 @@ pub struct CleanupSpec {
 
 /// After a cutover: drop the old table and the reverse sync.
 pub async fn cleanup(spec: &CleanupSpec, opts: &RunOptions) -> Result<()> {
-    let db: Arc<dyn crate::db::Database> = Arc::from(
-        crate::db::connect(
-            &spec.source,
-            &crate::db::SessionSettings {
-                pool_size: 2,
-                lock_timeout: opts.lock_timeout,
-                statement_timeout: opts.statement_timeout,
-            },
-        )
-        .await?,
-    );
-    let d = db.dialect();
-    let swap = swap_sql(d)?;
-    let mut session = db.session().await?;
-    let current = inspect(session.as_mut(), d, &spec.table, "--table").await?;
-    let old_name = spec
-        .old_name
-        .clone()
-        .unwrap_or_else(|| default_old_name(&current.name));
-    let old = inspect(
-        session.as_mut(),
+    let Swapped {
+        db,
         d,
-        &TableName {
-            schema: Some(current.schema.clone()),
-            name: old_name.clone(),
-        },
-        "--old-name",
-    )
-    .await?;
-    record_of(session.as_mut(), swap, &old).await?;
+        swap,
+        mut session,
+        current,
+        old,
+        ..
+    } = swapped(&spec.source, &spec.table, spec.old_name.as_deref(), opts).await?;
     if !spec.drop_old_table {
         return Err(Error::input(format!(
             "cleanup drops {} (the table swapped out by the cutover, and with it the way back) \
@@ -692,22 +694,9 @@ pub async fn cleanup(spec: &CleanupSpec, opts: &RunOptions) -> Result<()> {
         }
     }
     steps.push(swap.drop_table_sql(&old_q));
-    let plan_db = db.clone();
-    let stats = Arc::new(Stats::default());
-    let mut s = RetryingSession::new(plan_db, stats, opts.max_retries, CancellationToken::new());
-    let statements: Vec<Statement> = steps
-        .iter()
-        .map(|sql| Statement {
-            sql: sql.clone(),
-            params: vec![],
-        })
-        .collect();
-    s.run(|s| {
-        let statements = statements.clone();
-        Box::pin(async move { s.transaction(&statements).await })
-    })
-    .await
-    .map_err(|e| e.context("cleanup (nothing changed)"))?;
+    sync::run_ddl(&db, d, &steps, opts)
+        .await
+        .map_err(|e| e.context("cleanup (nothing changed where DDL is transactional)"))?;
     eprintln!(
         "rowferry: cleanup done: dropped {} and the reverse sync on {}",
         old.display_name(),
