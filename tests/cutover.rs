@@ -28,8 +28,8 @@ async fn copied(name: &str) -> TestDb {
     db
 }
 
-fn cutover(db: &TestDb, extra: &[&str]) -> std::process::Output {
-    run(&with(
+fn cutover_args(db: &TestDb, extra: &[&str]) -> Vec<String> {
+    with(
         vec!["cutover".into()],
         &[
             &[
@@ -45,7 +45,11 @@ fn cutover(db: &TestDb, extra: &[&str]) -> std::process::Output {
             extra,
         ]
         .concat(),
-    ))
+    )
+}
+
+fn cutover(db: &TestDb, extra: &[&str]) -> std::process::Output {
+    run(&cutover_args(db, extra))
 }
 
 fn table_cmd(db: &TestDb, command: &str, extra: &[&str]) -> std::process::Output {
@@ -174,17 +178,9 @@ async fn cutover_behind_a_long_transaction_gives_up_without_blocking_readers_lon
         .batch_execute(&format!("BEGIN; SELECT count(*) FROM {}.src", db.schema))
         .await
         .expect("long transaction");
-    let args = with(
-        vec!["cutover".into()],
+    let args = cutover_args(
+        &db,
         &[
-            "--source",
-            &db.url(),
-            "--table",
-            &db.q("src"),
-            "--target-table",
-            &db.q("dst"),
-            "--map",
-            MAP,
             "--skip-verify",
             "--lock-timeout",
             "300ms",
