@@ -327,15 +327,16 @@ async fn dual_write_copy_under_a_writer_is_exact(db: TestDb) {
     assert!(audited > 0);
     expect_exit(&run(&pair(&db, &["sync", "remove"])), 0);
     assert_eq!(rowferry_objects(&db).await, "0", "sync remove left objects");
-    db.exec("INSERT INTO {s}.src (id, name, amount) VALUES (7, 'after', 1)")
+    // A key the writer never uses (its keys are positive).
+    db.exec("INSERT INTO {s}.src (id, name, amount) VALUES (-7, 'after', 1)")
         .await;
     assert_eq!(db.count("audit").await, audited + 1);
     assert_eq!(
-        db.scalar("SELECT note FROM {s}.src WHERE id = 7").await,
+        db.scalar("SELECT note FROM {s}.src WHERE id = -7").await,
         "stamped after"
     );
     // ...and no longer reaches the target.
-    assert_eq!(count_where(&db, "dst", "id = 7").await, 0);
+    assert_eq!(count_where(&db, "dst", "id = -7").await, 0);
     db.cleanup().await;
 }
 
