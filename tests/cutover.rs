@@ -1,8 +1,8 @@
 //! The blue-green swap on the real PostgreSQL: cutover (with reverse sync),
 //! writes after it surviving a rollback, sequences, foreign keys, a long
 //! transaction that makes the cutover give up without blocking readers for
-//! long, and cleanup leaving nothing behind. MariaDB: one atomic RENAME,
-//! without reverse sync.
+//! long, and cleanup leaving nothing behind. MariaDB: the stand-in exchange
+//! (one atomic RENAME) with an application writing throughout, both ways.
 
 mod common;
 use common::*;
@@ -258,53 +258,158 @@ async fn foreign_keys_are_reported_or_repointed() {
     db.cleanup().await;
 }
 
-/// MariaDB: one atomic RENAME TABLE while the forward triggers are still
-/// active; AUTO_INCREMENT continues past the old table's; no reverse sync
-/// (refused clearly), so no rollback; cleanup drops the old table.
-#[tokio::test(flavor = "multi_thread")]
-async fn mysql_cutover_renames_atomically_and_refuses_reverse_sync() {
-    let db = TestDb::mysql("co_my").await;
+/// MariaDB `src` (AUTO_INCREMENT key) copied with dual-write into `dst`.
+async fn mysql_copied(name: &str) -> TestDb {
+    mysql_copied_into(name, "dst").await
+}
+
+async fn mysql_copied_into(name: &str, dst: &str) -> TestDb {
+    let db = TestDb::mysql(name).await;
     db.exec(
-        "CREATE TABLE {s}.src (id int AUTO_INCREMENT PRIMARY KEY, name varchar(20), amount decimal(10,2));
-         CREATE TABLE {s}.dst (id int AUTO_INCREMENT PRIMARY KEY, name varchar(20), amount decimal(10,2),
+        &"CREATE TABLE {s}.src (id int AUTO_INCREMENT PRIMARY KEY, name varchar(40), amount decimal(10,2));
+         CREATE TABLE {s}.DST (id int AUTO_INCREMENT PRIMARY KEY, name varchar(40), amount decimal(10,2),
                                doubled decimal(12,2) DEFAULT 0);
          INSERT INTO {s}.src (name, amount) SELECT CONCAT('n', seq), seq / 4 FROM seq_1_to_3000;
-         DELETE FROM {s}.src WHERE id > 2990;",
+         DELETE FROM {s}.src WHERE id > 2990;"
+            .replace("DST", dst),
     )
     .await;
     let copy = with(
-        db.copy_args("src", "dst"),
+        db.copy_args("src", dst),
         &["--map", MAP, "--dual-write", "--progress", "none"],
     );
     expect_exit(&run(&copy), 0);
-    let out = cutover(&db, &["--reverse-sync"]);
-    expect_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("--reverse-sync is not available"),
-        "{}",
-        stderr(&out)
-    );
-    let counter = db
-        .scalar("SELECT CAST(AUTO_INCREMENT AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src'")
-        .await;
+    db
+}
 
-    let out = cutover(&db, &[]);
+const MYSQL_NAMES: &str = "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = ";
+
+/// What rowferry may leave in a MariaDB schema: triggers and stand-ins.
+async fn mysql_leftovers(db: &TestDb) -> String {
+    db.scalar(
+        "SELECT CONCAT_WS(',', \
+           (SELECT GROUP_CONCAT(CONCAT(TRIGGER_NAME, ' ON ', EVENT_OBJECT_TABLE) ORDER BY 1) \
+              FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{s}'), \
+           (SELECT GROUP_CONCAT(TABLE_NAME ORDER BY 1) FROM information_schema.TABLES \
+              WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME LIKE 'rowferry%'))",
+    )
+    .await
+}
+
+/// An application on MariaDB: two sessions inserting, updating and
+/// deleting through the table's name until stopped. Any error but a
+/// deadlock or lock wait (what an application retries) fails the test:
+/// a moment without the table (1146) or with the wrong one would show.
+struct AppWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl AppWriter {
+    async fn start(db: &TestDb) -> AppWriter {
+        use mysql_async::prelude::Queryable;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for n in 0..2u64 {
+            let (stop, s) = (stop.clone(), db.schema.clone());
+            let mut conn = connect_mysql().await;
+            tasks.push(tokio::spawn(async move {
+                let (mut done, mut errors) = (0u64, Vec::new());
+                let mut i = n;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 2;
+                    let existing = i * 7 % 2990 + 1;
+                    let sql = match i % 4 {
+                        0 | 1 => format!(
+                            "INSERT INTO {s}.src (name, amount) VALUES ('app {i}', {i} / 8)"
+                        ),
+                        2 => format!(
+                            "UPDATE {s}.src SET name = 'app update {i}', amount = amount + 1 WHERE id = {existing}"
+                        ),
+                        _ => format!("DELETE FROM {s}.src WHERE id = {existing}"),
+                    };
+                    match conn.query_drop(&sql).await {
+                        Ok(()) => done += 1,
+                        Err(mysql_async::Error::Server(e)) if matches!(e.code, 1213 | 1205) => {}
+                        Err(e) => errors.push(format!("{sql}: {e}")),
+                    }
+                }
+                (done, errors)
+            }));
+        }
+        // Let it get going before the swap.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        AppWriter { stop, tasks }
+    }
+
+    /// Stop writing; fails the test (showing `command`'s output) if the
+    /// application saw an error.
+    async fn stop(self, command: &std::process::Output) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut done, mut errors) = (0, Vec::new());
+        for t in self.tasks {
+            let (d, e) = t.await.expect("application writer");
+            done += d;
+            errors.extend(e);
+        }
+        assert!(done > 0, "the application wrote nothing");
+        assert!(
+            errors.is_empty(),
+            "the application's writes failed: {errors:#?}\nrowferry said: {}",
+            stderr(command)
+        );
+    }
+}
+
+/// Cutover arguments for the new table `src_v2` instead of `dst`.
+fn renamed_target(args: Vec<String>, db: &TestDb) -> Vec<String> {
+    args.into_iter()
+        .map(|a| if a == db.q("dst") { db.q("src_v2") } else { a })
+        .collect()
+}
+
+/// MariaDB, with the application writing throughout: the cutover swaps
+/// the names in one RENAME with the reverse triggers already in place
+/// (they write into a stand-in until then), so the old table misses
+/// nothing; rollback swaps back the same way and every write made in
+/// between is in the restored table; forward sync runs again; nothing of
+/// the machinery is left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_cutover_and_rollback_under_writes_lose_nothing() {
+    let db = mysql_copied_into("co_my", "src_v2").await;
+    db.exec("ALTER TABLE {s}.src COMMENT = 'orders, since 2019'")
+        .await;
+    let counter: u64 = db
+        .scalar("SELECT CAST(AUTO_INCREMENT AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src'")
+        .await
+        .parse()
+        .expect("counter");
+
+    let app = AppWriter::start(&db).await;
+    let out = run(&renamed_target(cutover_args(&db, &["--reverse-sync"]), &db));
+    app.stop(&out).await;
     expect_exit(&out, 0);
-    let names = "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = ";
+    assert!(stderr(&out).contains("reverse sync"), "{}", stderr(&out));
     assert_eq!(
-        db.scalar(&format!("{names}'src'")).await,
+        db.scalar(&format!("{MYSQL_NAMES}'src'")).await,
         "id,name,amount,doubled"
     );
     assert_eq!(
-        db.scalar(&format!("{names}'src_old'")).await,
+        db.scalar(&format!("{MYSQL_NAMES}'src_old'")).await,
         "id,name,amount"
     );
     assert_eq!(
-        db.scalar("SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{s}'")
-            .await,
-        "0",
-        "the forward triggers are gone with the old table's role"
+        db.checksum("src", "id, name, amount", "id").await,
+        db.checksum("src_old", "id, name, amount", "id").await,
+        "the old table missed writes made around the swap"
     );
+    let reverse = mysql_leftovers(&db).await;
+    assert!(
+        !reverse.contains("rowferry_standin") && reverse.split(',').count() == 3,
+        "only the three reverse triggers may remain: {reverse}"
+    );
+    assert!(reverse.contains(" ON src"), "{reverse}");
+    // AUTO_INCREMENT moved past the old table's counter.
     db.exec("INSERT INTO {s}.src (name, amount) VALUES ('after', 1)")
         .await;
     let id: u64 = db
@@ -312,11 +417,97 @@ async fn mysql_cutover_renames_atomically_and_refuses_reverse_sync() {
         .await
         .parse()
         .expect("id");
-    assert!(
-        id >= counter.parse::<u64>().expect("counter"),
-        "id {id} below the old counter {counter}"
-    );
+    assert!(id >= counter, "id {id} below the old counter {counter}");
 
+    let app = AppWriter::start(&db).await;
+    let out = table_cmd(&db, "rollback", &[]);
+    app.stop(&out).await;
+    expect_exit(&out, 0);
+    assert_eq!(
+        db.scalar(&format!("{MYSQL_NAMES}'src'")).await,
+        "id,name,amount"
+    );
+    assert_eq!(
+        db.scalar(&format!("{MYSQL_NAMES}'src_v2'")).await,
+        "id,name,amount,doubled"
+    );
+    assert_eq!(
+        db.scalar(&format!("SELECT name FROM {{s}}.src WHERE id = {id}"))
+            .await,
+        "after"
+    );
+    // Forward sync again: the new table follows every write since.
+    assert_eq!(
+        db.checksum("src", "id, name, amount", "id").await,
+        db.checksum("src_v2", "id, name, amount", "id").await
+    );
+    db.exec("INSERT INTO {s}.src (name, amount) VALUES ('forward again', 100)")
+        .await;
+    assert_eq!(
+        db.scalar("SELECT CAST(doubled AS CHAR) FROM {s}.src_v2 WHERE name = 'forward again'")
+            .await,
+        "200.00"
+    );
+    assert_eq!(
+        db.scalar("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src'")
+            .await,
+        "orders, since 2019",
+        "rollback gives the table its own comment back"
+    );
+    let forward = mysql_leftovers(&db).await;
+    assert!(
+        !forward.contains("rowferry_standin") && forward.split(',').count() == 3,
+        "only the three forward triggers may remain: {forward}"
+    );
+    assert!(forward.contains(" ON src"), "{forward}");
+
+    // And once more forward, then cleanup leaves nothing.
+    expect_exit(
+        &run(&renamed_target(
+            cutover_args(&db, &["--reverse-sync", "--skip-verify"]),
+            &db,
+        )),
+        0,
+    );
+    expect_exit(&table_cmd(&db, "cleanup", &["--drop-old-table"]), 0);
+    assert_eq!(mysql_leftovers(&db).await, "");
+    assert_eq!(
+        db.scalar("SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}'")
+            .await,
+        "src"
+    );
+    db.cleanup().await;
+}
+
+/// MariaDB without --reverse-sync, with the application writing: the
+/// RENAME alone (here the new table's name sorts before the old one's,
+/// which only matters with syncs both ways, and is refused there first);
+/// the old table stops receiving writes, so rollback refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_cutover_without_reverse_sync_then_rollback_is_refused() {
+    let db = mysql_copied("co_my_norev").await;
+    let out = cutover(&db, &["--reverse-sync", "--skip-verify"]);
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("\"dst\" do(es) not"),
+        "{}",
+        stderr(&out)
+    );
+    let before = mysql_leftovers(&db).await;
+    assert_eq!(
+        before.split(',').count(),
+        3,
+        "forward sync untouched: {before}"
+    );
+    let app = AppWriter::start(&db).await;
+    let out = cutover(&db, &[]);
+    app.stop(&out).await;
+    expect_exit(&out, 0);
+    assert_eq!(
+        db.scalar(&format!("{MYSQL_NAMES}'src'")).await,
+        "id,name,amount,doubled"
+    );
+    assert_eq!(mysql_leftovers(&db).await, "", "forward triggers gone");
     let out = table_cmd(&db, "rollback", &[]);
     expect_exit(&out, 2);
     assert!(stderr(&out).contains("would lose them"), "{}", stderr(&out));
@@ -329,22 +520,25 @@ async fn mysql_cutover_renames_atomically_and_refuses_reverse_sync() {
     db.cleanup().await;
 }
 
-/// MariaDB: a long transaction on the table makes the RENAME give up
-/// after its retries, with nothing changed.
+/// MariaDB: a long transaction on the table makes the swap give up after
+/// its retries, with nothing changed: the reverse triggers and stand-ins
+/// made before the RENAME are taken back, the comment is the table's own.
 #[tokio::test(flavor = "multi_thread")]
 async fn mysql_cutover_behind_a_long_transaction_gives_up() {
     let db = TestDb::mysql("co_mylock").await;
     db.exec(
         "CREATE TABLE {s}.src (id int PRIMARY KEY, amount decimal(10,2));
-         CREATE TABLE {s}.dst (id int PRIMARY KEY, amount decimal(10,2), doubled decimal(12,2));
+         CREATE TABLE {s}.src_v2 (id int PRIMARY KEY, amount decimal(10,2), doubled decimal(12,2));
          INSERT INTO {s}.src SELECT seq, seq FROM seq_1_to_100;",
     )
     .await;
     let copy = with(
-        db.copy_args("src", "dst"),
+        db.copy_args("src", "src_v2"),
         &["--map", MAP, "--dual-write", "--progress", "none"],
     );
     expect_exit(&run(&copy), 0);
+    db.exec("ALTER TABLE {s}.src COMMENT = 'mine'").await;
+    let forward = mysql_leftovers(&db).await;
     let mut holder = connect_mysql().await;
     mysql_async::prelude::Queryable::query_drop(
         &mut holder,
@@ -352,29 +546,39 @@ async fn mysql_cutover_behind_a_long_transaction_gives_up() {
     )
     .await
     .expect("long transaction");
-    let out = cutover(
+    let out = run(&renamed_target(
+        cutover_args(
+            &db,
+            &[
+                "--skip-verify",
+                "--reverse-sync",
+                "--lock-timeout",
+                "1s",
+                "--max-retries",
+                "1",
+            ],
+        ),
         &db,
-        &[
-            "--skip-verify",
-            "--lock-timeout",
-            "1s",
-            "--max-retries",
-            "1",
-        ],
-    );
+    ));
     expect_exit(&out, 1);
     assert!(stderr(&out).contains("nothing changed"), "{}", stderr(&out));
     mysql_async::prelude::Queryable::query_drop(&mut holder, "COMMIT")
         .await
         .expect("commit");
+    assert_eq!(mysql_leftovers(&db).await, forward);
+    assert_eq!(
+        db.scalar("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}' AND TABLE_NAME = 'src'")
+            .await,
+        "mine"
+    );
     assert_eq!(
         db.scalar("SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{s}'")
             .await,
-        "dst,src"
+        "src,src_v2"
     );
     db.exec("UPDATE {s}.src SET amount = 7 WHERE id = 1").await;
     assert_eq!(
-        db.scalar("SELECT CAST(doubled AS CHAR) FROM {s}.dst WHERE id = 1")
+        db.scalar("SELECT CAST(doubled AS CHAR) FROM {s}.src_v2 WHERE id = 1")
             .await,
         "14.00",
         "forward sync still on"

@@ -238,12 +238,16 @@ pub trait SwapSql: Send + Sync {
     /// swap's transaction, under the session's lock timeout), where the
     /// renames do not do it themselves.
     fn lock_sql(&self, tables: &[String]) -> Option<String>;
-    /// Rename `a` to `a_new` and `b` to `b_new` at once (names within the
-    /// tables' schema).
-    fn swap_names_sql(&self, a: &str, a_new: &str, b: &str, b_new: &str) -> Vec<String>;
-    /// Whether the old table can be kept current after the swap (the
-    /// reverse triggers must appear in the same instant as the names).
-    fn reverse_sync_at_swap(&self) -> bool;
+    /// Rename each quoted table to its new name (within the table's
+    /// schema), in order and at once: one statement where DDL commits
+    /// statement by statement, else statements for one transaction.
+    fn renames_sql(&self, renames: &[(&str, &str)]) -> Vec<String>;
+    /// Whether one multi-table rename takes its locks table by table in
+    /// name order (MySQL's metadata locks), rather than all at once.
+    fn renames_lock_in_name_order(&self) -> bool;
+    /// An empty table of `like`'s columns and indexes (a stand-in that
+    /// triggers can write into while names move).
+    fn create_like_sql(&self, table: &str, like: &str) -> String;
     fn comment_sql(&self, table: &str, comment: Option<&str>) -> String;
     /// Move `sequence` (the new table's) past both the largest value in
     /// `column` and the old table's sequence, if it has one.

@@ -513,22 +513,30 @@ impl super::SwapSql for Mysql {
         None
     }
 
-    fn swap_names_sql(&self, a: &str, a_new: &str, b: &str, b_new: &str) -> Vec<String> {
-        // One statement: atomic, both or neither. Names stay in the schema
-        // of the tables (`schema`.`table`).
+    fn renames_sql(&self, renames: &[(&str, &str)]) -> Vec<String> {
+        // One statement: atomic, all or none, and no name is ever missing
+        // for a query queued behind it. Names stay in the schema of the
+        // tables (`schema`.`table`).
         let in_schema = |q: &str, name: &str| match q.rfind("`.`") {
             Some(at) => format!("{}.{}", &q[..=at], self.quote_ident(name)),
             None => self.quote_ident(name),
         };
         vec![format!(
-            "RENAME TABLE {a} TO {}, {b} TO {}",
-            in_schema(a, a_new),
-            in_schema(b, b_new)
+            "RENAME TABLE {}",
+            renames
+                .iter()
+                .map(|(table, to)| format!("{table} TO {}", in_schema(table, to)))
+                .collect::<Vec<_>>()
+                .join(", ")
         )]
     }
 
-    fn reverse_sync_at_swap(&self) -> bool {
-        false
+    fn renames_lock_in_name_order(&self) -> bool {
+        true
+    }
+
+    fn create_like_sql(&self, table: &str, like: &str) -> String {
+        format!("CREATE TABLE {table} LIKE {like}")
     }
 
     fn comment_sql(&self, table: &str, comment: Option<&str>) -> String {

@@ -402,16 +402,21 @@ impl super::SwapSql for Postgres {
         ))
     }
 
-    fn swap_names_sql(&self, a: &str, a_new: &str, b: &str, b_new: &str) -> Vec<String> {
+    fn renames_sql(&self, renames: &[(&str, &str)]) -> Vec<String> {
         // In the swap's transaction: nobody sees one without the other.
-        vec![
-            format!("ALTER TABLE {a} RENAME TO {}", self.quote_ident(a_new)),
-            format!("ALTER TABLE {b} RENAME TO {}", self.quote_ident(b_new)),
-        ]
+        renames
+            .iter()
+            .map(|(table, to)| format!("ALTER TABLE {table} RENAME TO {}", self.quote_ident(to)))
+            .collect()
     }
 
-    fn reverse_sync_at_swap(&self) -> bool {
-        true
+    fn renames_lock_in_name_order(&self) -> bool {
+        // LOCK TABLE takes both first, in the swap's transaction.
+        false
+    }
+
+    fn create_like_sql(&self, table: &str, like: &str) -> String {
+        format!("CREATE TABLE {table} (LIKE {like} INCLUDING ALL)")
     }
 
     fn comment_sql(&self, table: &str, comment: Option<&str>) -> String {

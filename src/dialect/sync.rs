@@ -320,7 +320,7 @@ mod swap_tests {
             Some(r#"LOCK TABLE "s"."a", "s"."b" IN ACCESS EXCLUSIVE MODE"#.into())
         );
         assert_eq!(
-            swap.swap_names_sql(r#""s"."a""#, "a_old", r#""s"."b""#, "a"),
+            swap.renames_sql(&[(r#""s"."a""#, "a_old"), (r#""s"."b""#, "a")]),
             [
                 r#"ALTER TABLE "s"."a" RENAME TO "a_old""#,
                 r#"ALTER TABLE "s"."b" RENAME TO "a""#
@@ -339,7 +339,10 @@ mod swap_tests {
             ),
             r#"SELECT setval('"s"."b_id_seq"', greatest(coalesce((SELECT max("id") FROM "s"."b"), 1), (SELECT last_value FROM "s"."a_id_seq"), 1))"#
         );
-        assert!(swap.reverse_sync_at_swap());
+        assert_eq!(
+            swap.create_like_sql(r#""s"."c""#, r#""s"."a""#),
+            r#"CREATE TABLE "s"."c" (LIKE "s"."a" INCLUDING ALL)"#
+        );
     }
 
     #[test]
@@ -347,8 +350,15 @@ mod swap_tests {
         let swap = Mysql.swap().expect("mysql swaps");
         assert_eq!(swap.lock_sql(&["`s`.`a`".into()]), None);
         assert_eq!(
-            swap.swap_names_sql("`s`.`a`", "a_old", "`s`.`b`", "a"),
-            ["RENAME TABLE `s`.`a` TO `s`.`a_old`, `s`.`b` TO `s`.`a`"]
+            swap.renames_sql(&[
+                ("`s`.`a_old`", "trash"),
+                ("`s`.`a`", "a_old"),
+                ("`s`.`b`", "a"),
+                ("`s`.`stand-in`", "b")
+            ]),
+            [
+                "RENAME TABLE `s`.`a_old` TO `s`.`trash`, `s`.`a` TO `s`.`a_old`, `s`.`b` TO `s`.`a`, `s`.`stand-in` TO `s`.`b`"
+            ]
         );
         assert_eq!(
             swap.comment_sql("`s`.`a`", Some(r"it's a \ path")),
@@ -358,6 +368,9 @@ mod swap_tests {
             swap.advance_sequence_sql("1001", "`s`.`b`", "id", Some("1024")),
             "ALTER TABLE `s`.`b` AUTO_INCREMENT = 1024"
         );
-        assert!(!swap.reverse_sync_at_swap());
+        assert_eq!(
+            swap.create_like_sql("`s`.`c`", "`s`.`a`"),
+            "CREATE TABLE `s`.`c` LIKE `s`.`a`"
+        );
     }
 }

@@ -4,19 +4,23 @@
 //! ONE short transaction (lock timeout, retried with backoff, then given up
 //! with nothing changed), moving sequences past the old table's values,
 //! dropping the forward sync and, with `--reverse-sync`, installing triggers
-//! that keep the old table a complete fallback. What rollback and cleanup
-//! need is recorded in a comment on the old table, inside that transaction.
+//! that keep the old table a complete fallback. Where DDL is not
+//! transactional (MySQL) the same exchange is one atomic RENAME between
+//! stand-in tables (`Exchange::with_stand_ins`). Rollback is the exchange
+//! the other way. What rollback and cleanup need is recorded in a comment
+//! on the old table.
 
 use super::copy::{CopyPlan, prepare};
 use super::inspect;
 use super::sync::{self, renamed};
-use crate::db::{Session, Statement};
+use crate::db::{Database, Session, Statement};
 use crate::dialect::sync::SyncTriggers;
 use crate::dialect::{Dialect, SwapSql};
 use crate::error::{Error, ErrorKind, Result};
 use crate::spec::{ColumnMap, CopySpec, RunOptions};
 use crate::table::{TableInfo, TableName};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// What the comment on the old table says, after `RECORD_PREFIX`.
@@ -29,6 +33,9 @@ struct CutoverRecord {
     where_sql: Option<String>,
     key: Option<Vec<String>>,
     reverse_sync: bool,
+    /// The old table's own comment before the cutover (rollback puts it back).
+    #[serde(default)]
+    previous_comment: Option<String>,
 }
 
 const RECORD_PREFIX: &str = "rowferry cutover: ";
@@ -87,7 +94,7 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
         .clone()
         .unwrap_or_else(|| default_old_name(&old.name));
     let mut session = plan.job.db.session().await?;
-    if exists(session.as_mut(), d, &old.schema, &old_name).await? {
+    if name_taken(session.as_mut(), d, swap, &old.schema, &old_name).await? {
         return Err(Error::input(format!(
             "{}.{old_name} exists already; the old table needs a free name. Pass --old-name",
             old.schema
@@ -129,76 +136,47 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
     let foreign_keys =
         referencing_objects(session.as_mut(), swap, old, spec.repoint_foreign_keys).await?;
 
-    if spec.reverse_sync && !swap.reverse_sync_at_swap() {
-        return Err(Error::input(
-            "--reverse-sync is not available on MySQL/MariaDB in this version: the reverse \
-             triggers would have to appear in the same instant as the rename, and MariaDB cannot \
-             rename tables it holds locked. Cut over without it (the old table then stops \
-             receiving writes), or keep the forward sync and cut over later; nothing changed",
-        ));
-    }
     let reverse = if spec.reverse_sync {
-        Some(reverse_triggers(&plan, &spec.pair.source, opts, &old_name).await?)
+        Some(reverse_triggers(&plan, &spec.pair.source, opts).await?)
     } else {
         None
     };
-    let old_q = d.qualified(&old.schema, &old.name);
     let new_q = d.qualified(&new.schema, &new.name);
     let after_old = d.qualified(&old.schema, &old_name);
     let after_new = d.qualified(&old.schema, &old.name);
-
-    let mut steps: Vec<String> = swap
-        .lock_sql(&[old_q.clone(), new_q.clone()])
-        .into_iter()
-        .collect();
-    steps.extend(sequence_steps(session.as_mut(), swap, old, new, &new_q).await?);
+    let previous_comment = table_comment(session.as_mut(), d, swap, &old.schema, &old.name)
+        .await?
+        .flatten();
     let record = CutoverRecord {
         target_table: new.name.clone(),
         map: spec.pair.maps.clone(),
         where_sql: spec.pair.where_sql.clone(),
         key: spec.pair.key.clone(),
         reverse_sync: spec.reverse_sync,
+        previous_comment: previous_comment.clone(),
     };
-    let comment = format!(
-        "{RECORD_PREFIX}{}",
-        serde_json::to_string(&record).unwrap_or_default()
-    );
-    let drop_forward = d.sync_drop_sql(&old_q, &old.schema, &plan.sync.name);
-    let mut after_swap = Vec::new();
-    if d.transactional_ddl() {
-        steps.extend(drop_forward);
-        steps.extend(swap.swap_names_sql(&old_q, &old_name, &new_q, &old.name));
-        for fk in &foreign_keys {
-            steps.push(swap.drop_constraint_sql(&fk.table, &fk.name));
-            steps.push(swap.add_constraint_not_valid_sql(&fk.table, &fk.name, &fk.definition));
-        }
-        if let Some(r) = &reverse {
-            for object in d.sync_objects(r) {
-                steps.extend(object.create);
-            }
-        }
-        steps.push(swap.comment_sql(&after_old, Some(&comment)));
-    } else {
-        // Statement by statement: the record goes on the old table first
-        // (it moves with the rename), then the one atomic RENAME; the
-        // forward triggers, active up to that instant, go after it.
-        steps.push(swap.comment_sql(&old_q, Some(&comment)));
-        steps.extend(swap.swap_names_sql(&old_q, &old_name, &new_q, &old.name));
-        after_swap = drop_forward;
-    }
-    let retries = swap_in_one_transaction(&plan, &steps, opts, "cutover").await?;
-    if let Err(e) = sync::run_ddl(&plan.job.db, d, &after_swap, opts).await {
-        return Err(Error::fatal(format!(
-            "cutover: the tables WERE swapped ({after_new} is the new table, {after_old} the \
-             old one), but dropping the old table's forward triggers failed: {}. They are inert \
-             (nothing writes the old table); remove them with `rowferry sync remove --source URL \
-             --table {}.{old_name} --target-table {}`",
-            e.message,
-            old.schema,
-            new.display_name()
-        )));
-    }
-    validate_foreign_keys(&plan, swap, &foreign_keys).await;
+    let exchange = Exchange {
+        schema: old.schema.clone(),
+        live: old.name.clone(),
+        live_new_name: old_name.clone(),
+        standby: new.name.clone(),
+        live_sync: plan.sync.name.clone(),
+        install: reverse.clone(),
+        sequences: sequence_steps(session.as_mut(), swap, old, new, &new_q).await?,
+        foreign_keys,
+        comment: CommentChange {
+            side: Side::Live,
+            set: Some(format!(
+                "{RECORD_PREFIX}{}",
+                serde_json::to_string(&record).unwrap_or_default()
+            )),
+            previous: previous_comment,
+        },
+    };
+    let retries = exchange
+        .run(&plan.job.db, session.as_mut(), opts, "cutover")
+        .await?;
+    validate_foreign_keys(&plan.job.db, swap, &exchange.foreign_keys).await;
 
     eprintln!(
         "rowferry: cutover done{}: {} is now the new table (was {}); the old table is {}{}",
@@ -207,10 +185,10 @@ pub async fn cutover(spec: &CutoverSpec, opts: &RunOptions) -> Result<()> {
         new.display_name(),
         after_old,
         match &reverse {
-            Some(r) => format!(
+            Some(_) => format!(
                 "; reverse sync {} mirrors every write on {after_new} into it, so `rowferry \
                  rollback --source URL --table {}` loses nothing",
-                r.name,
+                sync::sync_name(&old.schema, &old_name),
                 old.display_name()
             ),
             None => "; no reverse sync: writes from now on reach only the new table".into(),
@@ -356,13 +334,12 @@ async fn sequence_steps(
         .collect())
 }
 
-/// Triggers on the new table (under the old one's name) that mirror
-/// every write back into the old table (under `old_name`).
+/// The sync from the new table back into the old one, as the tables are
+/// named now (the exchange renames it).
 async fn reverse_triggers(
     plan: &CopyPlan,
     source: &crate::url::DbUrl,
     opts: &RunOptions,
-    old_name: &str,
 ) -> Result<SyncTriggers> {
     let old = &plan.job.source;
     let new = &plan.target;
@@ -388,55 +365,341 @@ async fn reverse_triggers(
             old.display_name()
         ))
     })?;
-    Ok(renamed(
-        plan.job.db.dialect(),
-        &reverse.sync,
-        &old.name,
-        old_name,
+    Ok(reverse.sync)
+}
+
+/// Which table of an exchange.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Live,
+    Standby,
+}
+
+/// A table comment the exchange sets, and what it puts back if the
+/// exchange fails before the names move.
+struct CommentChange {
+    side: Side,
+    set: Option<String>,
+    previous: Option<String>,
+}
+
+/// What an interrupted exchange on MySQL leaves under the old table's
+/// future name: recognised by this comment, and replaced.
+const STAND_IN_COMMENT: &str = "rowferry stand-in: receives trigger writes while the names move";
+
+/// One exchange of names, the same for cutover and rollback in opposite
+/// directions: the live table (under the application's name) moves to
+/// `live_new_name`, the standby takes the application's name, the sync on
+/// the live table stops and `install` starts, from the standby into the
+/// live table, in the same instant.
+struct Exchange {
+    schema: String,
+    live: String,
+    live_new_name: String,
+    standby: String,
+    /// The sync whose triggers are on the live table.
+    live_sync: String,
+    /// The sync to start, as prepared between the tables under their
+    /// current names (standby -> live).
+    install: Option<SyncTriggers>,
+    /// Statements that move sequences, run before the names change.
+    sequences: Vec<String>,
+    foreign_keys: Vec<ForeignKey>,
+    comment: CommentChange,
+}
+
+impl Exchange {
+    fn q(&self, d: &dyn Dialect, name: &str) -> String {
+        d.qualified(&self.schema, name)
+    }
+
+    /// The sync to start, under the names after the exchange (its row is
+    /// read under the application's name, its target is the live table's
+    /// new name), with its triggers created on the table named `on`.
+    fn install_on(&self, d: &dyn Dialect, on: &str) -> Option<SyncTriggers> {
+        self.install.as_ref().map(|t| {
+            let mut t = renamed(d, t, &self.live, &self.live_new_name);
+            t.source = self.q(d, on);
+            t.copy.source = t.source.clone();
+            t
+        })
+    }
+
+    /// Run it; the number of lock waits retried.
+    async fn run(
+        &self,
+        db: &Arc<dyn Database>,
+        session: &mut dyn Session,
+        opts: &RunOptions,
+        what: &str,
+    ) -> Result<u64> {
+        let d = db.dialect();
+        let swap = swap_sql(d)?;
+        if d.transactional_ddl() {
+            let steps = self.one_transaction(d, swap);
+            return sync::run_ddl(db, d, &steps, opts)
+                .await
+                .map_err(|e| swap_refused(e, what));
+        }
+        self.with_stand_ins(db, session, swap, opts, what).await
+    }
+
+    /// Where DDL is transactional: everything in one transaction under a
+    /// lock taken with the lock timeout. If the retries run out, nothing
+    /// changed.
+    fn one_transaction(&self, d: &dyn Dialect, swap: &dyn SwapSql) -> Vec<String> {
+        let live_q = self.q(d, &self.live);
+        let standby_q = self.q(d, &self.standby);
+        let mut steps: Vec<String> = swap
+            .lock_sql(&[live_q.clone(), standby_q.clone()])
+            .into_iter()
+            .collect();
+        steps.extend(self.sequences.iter().cloned());
+        steps.extend(d.sync_drop_sql(&live_q, &self.schema, &self.live_sync));
+        steps.extend(swap.renames_sql(&[(&live_q, &self.live_new_name), (&standby_q, &self.live)]));
+        for fk in &self.foreign_keys {
+            steps.push(swap.drop_constraint_sql(&fk.table, &fk.name));
+            steps.push(swap.add_constraint_not_valid_sql(&fk.table, &fk.name, &fk.definition));
+        }
+        if let Some(t) = self.install_on(d, &self.live) {
+            for object in d.sync_objects(&t) {
+                steps.extend(object.create);
+            }
+        }
+        let commented = match self.comment.side {
+            Side::Live => self.q(d, &self.live_new_name),
+            Side::Standby => live_q,
+        };
+        steps.push(swap.comment_sql(&commented, self.comment.set.as_deref()));
+        steps
+    }
+
+    /// With syncs both ways during the swap, an application write on the
+    /// live table also opens the standby and the live table's new name
+    /// (through the triggers). A RENAME that locks tables in name order
+    /// and reaches one of those before the live table would hold it while
+    /// waiting for the writes in flight: a deadlock the server breaks by
+    /// restarting the write, which MariaDB 10.11 then fails with 1146
+    /// (reproduced by tests/cutover.rs). With both names after the live
+    /// one, the RENAME waits at the live table holding nothing they need.
+    fn check_lock_order(&self, swap: &dyn SwapSql, what: &str) -> Result<()> {
+        if self.install.is_none() || !swap.renames_lock_in_name_order() {
+            return Ok(());
+        }
+        let early: Vec<&str> = [&self.standby, &self.live_new_name]
+            .into_iter()
+            .filter(|name| name.as_str() <= self.live.as_str())
+            .map(String::as_str)
+            .collect();
+        if early.is_empty() {
+            return Ok(());
+        }
+        Err(Error::input(format!(
+            "{what} with a sync in both directions needs the other tables' names to sort after              {live:?} on MySQL/MariaDB, and {} do(es) not: RENAME TABLE locks tables in name              order, and an application write caught between those locks fails. Name the new              table and the old one after the application's (e.g. {live}_v2 and {live}_old; a              new table's sync must then be installed again under its new name), or cut over              without --reverse-sync. Nothing changed",
+            early
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            live = self.live,
+        )))
+    }
+
+    /// Where DDL commits statement by statement (MySQL), the new triggers
+    /// cannot appear in the same transaction as the names. They are
+    /// created first, on the standby, writing into a stand-in table under
+    /// the live table's future name; a second stand-in waits to take the
+    /// standby's name, which the live table's triggers write into. Then ONE
+    /// `RENAME TABLE` moves all four names at once. At every instant each
+    /// trigger's target exists, and from the rename on every write to the
+    /// application's table reaches the other table. The live table's old
+    /// triggers and the stand-ins go afterwards. A failure before the
+    /// rename takes back each step done.
+    async fn with_stand_ins(
+        &self,
+        db: &Arc<dyn Database>,
+        session: &mut dyn Session,
+        swap: &dyn SwapSql,
+        opts: &RunOptions,
+        what: &str,
+    ) -> Result<u64> {
+        let d = db.dialect();
+        self.check_lock_order(swap, what)?;
+        let live_q = self.q(d, &self.live);
+        let standby_q = self.q(d, &self.standby);
+        let live_after = self.q(d, &self.live_new_name);
+        let stand_in = |role: &str| {
+            let digest = hex::encode(Sha256::digest(format!(
+                "{}.{}.{role}",
+                self.schema, self.live
+            )));
+            format!("rowferry_standin_{}", &digest[..12])
+        };
+        let (retired, waiting) = (stand_in("retired"), stand_in("waiting"));
+        let install = self.install_on(d, &self.standby);
+
+        // (step, how to take it back)
+        let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+        // Stand-ins left by an interrupted exchange: rowferry's own names.
+        for name in [&retired, &waiting] {
+            if table_comment(session, d, swap, &self.schema, name)
+                .await?
+                .is_some()
+            {
+                steps.push((swap.drop_table_sql(&self.q(d, name)), vec![]));
+            }
+        }
+        if let Some(Some(comment)) =
+            table_comment(session, d, swap, &self.schema, &self.live_new_name).await?
+            && comment == STAND_IN_COMMENT
+        {
+            // Its triggers first: the application's writes reach them.
+            let name = sync::sync_name(&self.schema, &self.live_new_name);
+            steps.extend(
+                d.sync_drop_sql(&standby_q, &self.schema, &name)
+                    .into_iter()
+                    .map(|s| (s, vec![])),
+            );
+            steps.push((swap.drop_table_sql(&live_after), vec![]));
+        }
+        steps.extend(self.sequences.iter().map(|s| (s.clone(), vec![])));
+        if let Some(t) = &install {
+            steps.push((
+                swap.create_like_sql(&live_after, &live_q),
+                vec![swap.drop_table_sql(&live_after)],
+            ));
+            steps.push((
+                swap.comment_sql(&live_after, Some(STAND_IN_COMMENT)),
+                vec![],
+            ));
+            for create in d.sync_objects(t).into_iter().flat_map(|o| o.create) {
+                steps.push((create, d.sync_drop_sql(&standby_q, &self.schema, &t.name)));
+            }
+        }
+        let waiting_q = self.q(d, &waiting);
+        steps.push((
+            swap.create_like_sql(&waiting_q, &standby_q),
+            vec![swap.drop_table_sql(&waiting_q)],
+        ));
+        let commented = match self.comment.side {
+            Side::Live => &live_q,
+            Side::Standby => &standby_q,
+        };
+        steps.push((
+            swap.comment_sql(commented, self.comment.set.as_deref()),
+            vec![swap.comment_sql(commented, self.comment.previous.as_deref())],
+        ));
+        let mut renames = Vec::new();
+        if install.is_some() {
+            renames.push((live_after.as_str(), retired.as_str()));
+        }
+        renames.extend([
+            (live_q.as_str(), self.live_new_name.as_str()),
+            (standby_q.as_str(), self.live.as_str()),
+            (waiting_q.as_str(), self.standby.as_str()),
+        ]);
+        steps.extend(swap.renames_sql(&renames).into_iter().map(|s| (s, vec![])));
+
+        let mut retries = 0;
+        for (done, (step, _)) in steps.iter().enumerate() {
+            match sync::run_ddl(db, d, std::slice::from_ref(step), opts).await {
+                Ok(n) => retries += n,
+                Err(e) => {
+                    let undo: Vec<String> = steps[..done]
+                        .iter()
+                        .rev()
+                        .flat_map(|(_, undo)| undo.iter().cloned())
+                        .collect();
+                    let e = swap_refused(e, what);
+                    return match sync::run_ddl(db, d, &undo, opts).await {
+                        Ok(_) => Err(e),
+                        Err(u) => Err(Error::fatal(format!(
+                            "{}. Taking back the steps before it failed too ({}): run {} to \
+                             remove what is left",
+                            e.message,
+                            u.message,
+                            undo.join("; ")
+                        ))),
+                    };
+                }
+            }
+        }
+
+        // Swapped. The live table's old triggers now write into the
+        // waiting stand-in (under the standby's old name): drop them
+        // first, then the stand-ins.
+        let mut after = d.sync_drop_sql(&live_after, &self.schema, &self.live_sync);
+        after.push(swap.drop_table_sql(&standby_q));
+        if install.is_some() {
+            after.push(swap.drop_table_sql(&self.q(d, &retired)));
+        }
+        match sync::run_ddl(db, d, &after, opts).await {
+            Ok(n) => Ok(retries + n),
+            Err(e) => Err(Error::fatal(format!(
+                "{what}: the tables WERE swapped ({} is now the former {}, {live_after} the \
+                 former {}), but removing what the swap no longer needs failed: {}. Run: {}",
+                live_q,
+                standby_q,
+                self.live,
+                e.message,
+                after.join("; ")
+            ))),
+        }
+    }
+}
+
+/// A swap that could not happen, said with what to do about it.
+fn swap_refused(e: Error, what: &str) -> Error {
+    let advice = if matches!(e.code.as_deref(), Some("55P03" | "1205")) {
+        "another transaction holds the tables, and waiting for it would queue the application \
+         behind the swap; every attempt gave up after --lock-timeout. Find the long transaction \
+         (pg_stat_activity, SHOW PROCESSLIST), let it finish, and rerun (or raise --max-retries)"
+    } else {
+        "the server refused the swap"
+    };
+    Error {
+        kind: if e.is_retryable() {
+            ErrorKind::Fatal
+        } else {
+            e.kind
+        },
+        message: format!(
+            "{what}: {advice}; nothing changed (the swap is one transaction, or one atomic \
+             RENAME after steps that were taken back). Server said: {}",
+            e.message
+        ),
+        ..e
+    }
+}
+
+/// A table's comment: None if there is no such table, Some(None) if it
+/// has no comment.
+async fn table_comment(
+    session: &mut dyn Session,
+    d: &dyn Dialect,
+    swap: &dyn SwapSql,
+    schema: &str,
+    name: &str,
+) -> Result<Option<Option<String>>> {
+    let rows = session
+        .query(d.find_table_sql(), &[schema.to_string(), name.to_string()])
+        .await?;
+    let Some(id) = rows.first().and_then(|r| r.get(3).cloned().flatten()) else {
+        return Ok(None);
+    };
+    let rows = session.query(swap.table_comment_sql(), &[id]).await?;
+    Ok(Some(
+        rows.first()
+            .and_then(|r| r.first().cloned().flatten())
+            .filter(|c| !c.is_empty()),
     ))
 }
 
-/// Run the swap's statements, retrying lock timeouts with backoff: in one
-/// transaction where DDL is transactional (then, when the retries run out,
-/// nothing changed), else one by one (the rename itself is atomic).
-async fn swap_in_one_transaction(
-    plan: &CopyPlan,
-    steps: &[String],
-    opts: &RunOptions,
-    what: &str,
-) -> Result<u64> {
-    sync::run_ddl(&plan.job.db, plan.job.db.dialect(), steps, opts)
-        .await
-        .map_err(|e| {
-            let advice = if matches!(e.code.as_deref(), Some("55P03" | "1205")) {
-                "another transaction holds the tables, and waiting for it would queue the \
-                 application behind the swap; every attempt gave up after --lock-timeout. Find \
-                 the long transaction (pg_stat_activity, SHOW PROCESSLIST), let it finish, and \
-                 rerun (or raise --max-retries)"
-            } else {
-                "the server refused the swap"
-            };
-            Error {
-                kind: if e.is_retryable() {
-                    ErrorKind::Fatal
-                } else {
-                    e.kind
-                },
-                message: format!(
-                    "{what}: {advice}; nothing changed (the swap is one transaction, or one \
-                     atomic RENAME). Server said: {}",
-                    e.message
-                ),
-                ..e
-            }
-        })
-}
-
-async fn validate_foreign_keys(plan: &CopyPlan, swap: &dyn SwapSql, keys: &[ForeignKey]) {
+async fn validate_foreign_keys(db: &Arc<dyn Database>, swap: &dyn SwapSql, keys: &[ForeignKey]) {
     for fk in keys {
         let sql = swap.validate_constraint_sql(&fk.table, &fk.name);
         let result = async {
-            let mut s = plan.job.db.session().await?;
+            let mut s = db.session().await?;
             s.transaction(&[Statement {
                 sql: sql.clone(),
                 params: vec![],
@@ -458,16 +721,19 @@ async fn validate_foreign_keys(plan: &CopyPlan, swap: &dyn SwapSql, keys: &[Fore
     }
 }
 
-async fn exists(
+/// A table holds the name (a stand-in left by an interrupted swap does
+/// not count: the next swap replaces it).
+async fn name_taken(
     session: &mut dyn Session,
     d: &dyn Dialect,
+    swap: &dyn SwapSql,
     schema: &str,
     name: &str,
 ) -> Result<bool> {
-    Ok(!session
-        .query(d.find_table_sql(), &[schema.to_string(), name.to_string()])
-        .await?
-        .is_empty())
+    Ok(match table_comment(session, d, swap, schema, name).await? {
+        None => false,
+        Some(comment) => comment.as_deref() != Some(STAND_IN_COMMENT),
+    })
 }
 
 fn retries_note(retries: u64) -> String {
@@ -482,7 +748,7 @@ async fn record_of(
     session: &mut dyn Session,
     swap: &dyn SwapSql,
     old: &TableInfo,
-) -> Result<CutoverRecord> {
+) -> Result<(CutoverRecord, String)> {
     let rows = session
         .query(swap.table_comment_sql(), std::slice::from_ref(&old.id))
         .await?;
@@ -490,7 +756,7 @@ async fn record_of(
         .first()
         .and_then(|r| r.first().cloned().flatten())
         .unwrap_or_default();
-    comment
+    let record = comment
         .strip_prefix(RECORD_PREFIX)
         .and_then(|json| serde_json::from_str(json).ok())
         .ok_or_else(|| {
@@ -500,7 +766,8 @@ async fn record_of(
                  another name",
                 old.display_name()
             ))
-        })
+        })?;
+    Ok((record, comment))
 }
 
 /// After a cutover: the table the application uses, the old one beside
@@ -513,6 +780,8 @@ struct Swapped {
     current: TableInfo,
     old: TableInfo,
     record: CutoverRecord,
+    /// The comment holding the record, as stored.
+    record_text: String,
 }
 
 async fn swapped(
@@ -537,7 +806,7 @@ async fn swapped(
         name: old_name,
     };
     let old = inspect(session.as_mut(), d, &old_table, "--old-name").await?;
-    let record = record_of(session.as_mut(), swap, &old).await?;
+    let (record, record_text) = record_of(session.as_mut(), swap, &old).await?;
     Ok(Swapped {
         db,
         d,
@@ -546,6 +815,7 @@ async fn swapped(
         current,
         old,
         record,
+        record_text,
     })
 }
 
@@ -566,6 +836,7 @@ pub async fn rollback(spec: &RollbackSpec, opts: &RunOptions) -> Result<()> {
         current,
         old,
         record,
+        record_text,
         ..
     } = swapped(&spec.source, &spec.table, spec.old_name.as_deref(), opts).await?;
     let old_name = old.name.clone();
@@ -593,7 +864,15 @@ pub async fn rollback(spec: &RollbackSpec, opts: &RunOptions) -> Result<()> {
             current.display_name()
         )));
     }
-    if exists(session.as_mut(), d, &current.schema, &record.target_table).await? {
+    if name_taken(
+        session.as_mut(),
+        d,
+        swap,
+        &current.schema,
+        &record.target_table,
+    )
+    .await?
+    {
         return Err(Error::input(format!(
             "{}.{} exists; the new table needs its old name back. Nothing changed",
             current.schema, record.target_table
@@ -613,29 +892,28 @@ pub async fn rollback(spec: &RollbackSpec, opts: &RunOptions) -> Result<()> {
         dual_write: false,
     };
     let forward_plan = prepare(&forward_spec, opts).await?;
-    let forward = renamed(d, &forward_plan.sync, &current.name, &record.target_table);
-
-    let current_q = d.qualified(&current.schema, &current.name);
     let old_q = d.qualified(&old.schema, &old.name);
-    let mut steps: Vec<String> = swap
-        .lock_sql(&[current_q.clone(), old_q.clone()])
-        .into_iter()
-        .collect();
-    // The reverse sync wrote explicit values: the restored table's own
-    // sequences move past them, and past the new table's.
-    steps.extend(sequence_steps(session.as_mut(), swap, &current, &old, &old_q).await?);
-    steps.extend(d.sync_drop_sql(&current_q, &current.schema, &back_plan.sync.name));
-    steps.extend(swap.swap_names_sql(&current_q, &record.target_table, &old_q, &current.name));
-    for fk in &foreign_keys {
-        steps.push(swap.drop_constraint_sql(&fk.table, &fk.name));
-        steps.push(swap.add_constraint_not_valid_sql(&fk.table, &fk.name, &fk.definition));
-    }
-    for object in d.sync_objects(&forward) {
-        steps.extend(object.create);
-    }
-    steps.push(swap.comment_sql(&current_q, None));
-    let retries = swap_in_one_transaction(&back_plan, &steps, opts, "rollback").await?;
-    validate_foreign_keys(&back_plan, swap, &foreign_keys).await;
+    let exchange = Exchange {
+        schema: current.schema.clone(),
+        live: current.name.clone(),
+        live_new_name: record.target_table.clone(),
+        standby: old.name.clone(),
+        live_sync: back_plan.sync.name.clone(),
+        install: Some(forward_plan.sync.clone()),
+        // The reverse sync wrote explicit values: the restored table's own
+        // sequences move past them, and past the new table's.
+        sequences: sequence_steps(session.as_mut(), swap, &current, &old, &old_q).await?,
+        foreign_keys,
+        comment: CommentChange {
+            side: Side::Standby,
+            set: record.previous_comment.clone(),
+            previous: Some(record_text),
+        },
+    };
+    let retries = exchange
+        .run(&back_plan.job.db, session.as_mut(), opts, "rollback")
+        .await?;
+    validate_foreign_keys(&back_plan.job.db, swap, &exchange.foreign_keys).await;
     eprintln!(
         "rowferry: rollback done{}: {} is the old table again, with every write made since the \
          cutover; the new table is {}.{} again, kept current by sync {}",
@@ -643,7 +921,7 @@ pub async fn rollback(spec: &RollbackSpec, opts: &RunOptions) -> Result<()> {
         current.display_name(),
         current.schema,
         record.target_table,
-        forward.name
+        sync::sync_name(&current.schema, &record.target_table)
     );
     Ok(())
 }
