@@ -98,8 +98,9 @@ pub struct CopyArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct IndexJobsArg {
-    /// Processes that build each deferred index (PostgreSQL: the build
-    /// plus N-1 parallel workers; MySQL 8: innodb_ddl_threads).
+    /// Processes for deferred index builds. PostgreSQL: N plain builds at
+    /// once (a copy's private target), or one online build at a time with
+    /// N-1 parallel workers; MySQL 8: innodb_ddl_threads.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub index_jobs: u16,
 }

@@ -123,9 +123,10 @@ struct Target {
     online: bool,
 }
 
-async fn connect(url: &DbUrl, opts: &RunOptions) -> Result<Arc<dyn Database>> {
+async fn connect(url: &DbUrl, opts: &RunOptions, jobs: usize) -> Result<Arc<dyn Database>> {
     let settings = SessionSettings {
-        pool_size: 2,
+        // A session per concurrent build, and one to read the catalog.
+        pool_size: jobs.max(1) + 1,
         lock_timeout: opts.lock_timeout,
         statement_timeout: Duration::ZERO,
     };
@@ -267,9 +268,13 @@ impl Target {
                 )
             );
         }
-        // PostgreSQL builds one index per statement, one after another:
-        // concurrent builds on one table wait on each other's lock (and
-        // deadlock). MySQL builds them all in one ALTER, one scan.
+        // MySQL builds them all in one ALTER, one scan. PostgreSQL builds one
+        // index per statement. Online (CONCURRENTLY) builds run one after
+        // another, each with --index-jobs processes: two on one table wait
+        // on each other's lock (and deadlock). Plain builds of a table
+        // nothing else writes share their lock: up to --index-jobs run at
+        // once, one process each (faster than one at a time with parallel
+        // workers: the sorts' merge phases overlap).
         let units: Vec<Vec<IndexDefinition>> = if missing.is_empty() {
             Vec::new()
         } else if self.isql.builds_together() {
@@ -277,47 +282,65 @@ impl Target {
         } else {
             missing.into_iter().map(|i| vec![i]).collect()
         };
+        let (at_once, processes) = if self.online || self.isql.builds_together() {
+            (1, self.jobs)
+        } else {
+            (self.jobs.max(1), 1)
+        };
         let crash_after: Option<usize> = std::env::var("ROWFERRY_CRASH_AFTER_INDEXES")
             .ok()
             .and_then(|v| v.parse().ok());
-        let mut session = self.retrying(stop);
         let total = units.len();
+        let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
+        let mut builds = tokio::task::JoinSet::new();
         for (n, unit) in units.into_iter().enumerate() {
-            if stop.is_cancelled() {
-                return Ok(false);
-            }
-            let what = names(unit.iter().map(|i| i.name.as_str()));
-            eprintln!(
-                "rowferry: building index(es) {what} of {table} {} ({}/{total})",
-                if self.online {
-                    "online"
-                } else {
-                    "(nothing else writes the table: one scan, not the online two)"
-                },
-                n + 1
-            );
-            let started = Instant::now();
-            let built = session
-                .run(|s| {
-                    let (t, unit) = (self.clone(), unit.clone());
-                    Box::pin(async move { t.build(s, &unit).await })
-                })
-                .await
-                .map_err(|e| self.explain_build(e, &unit))?;
-            if built.is_none() {
-                return Ok(false);
-            }
-            eprintln!(
-                "rowferry: built {what} in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-            if crash_after == Some(n + 1) {
+            let (t, slots, stop) = (self.clone(), slots.clone(), stop.clone());
+            builds.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                if stop.is_cancelled() {
+                    return Ok(false);
+                }
+                let what = names(unit.iter().map(|i| i.name.as_str()));
                 eprintln!(
-                    "rowferry: ROWFERRY_CRASH_AFTER_INDEXES={} reached; aborting",
+                    "rowferry: building index(es) {what} of {} {} ({}/{total})",
+                    t.table.display_name(),
+                    if t.online {
+                        "online"
+                    } else {
+                        "(nothing else writes the table: one scan, not the online two)"
+                    },
                     n + 1
                 );
+                let started = Instant::now();
+                let built = t
+                    .retrying(&stop)
+                    .run(|s| {
+                        let (t, unit) = (t.clone(), unit.clone());
+                        Box::pin(async move { t.build(s, &unit, processes).await })
+                    })
+                    .await
+                    .map_err(|e| t.explain_build(e, &unit))?;
+                if built.is_some() {
+                    eprintln!(
+                        "rowferry: built {what} in {:.1}s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                Ok::<bool, Error>(built.is_some())
+            });
+        }
+        let (mut done, mut all_built) = (0, true);
+        while let Some(joined) = builds.join_next().await {
+            let built = joined.map_err(|e| Error::fatal(format!("index build task: {e}")))??;
+            all_built &= built;
+            done += usize::from(built);
+            if built && crash_after == Some(done) {
+                eprintln!("rowferry: ROWFERRY_CRASH_AFTER_INDEXES={done} reached; aborting");
                 std::process::abort();
             }
+        }
+        if !all_built {
+            return Ok(false);
         }
         // Proof from the catalog, not from the statements' success.
         let after = self.catalog_now().await?;
@@ -346,7 +369,12 @@ impl Target {
 
     /// One build statement's worth, looked at afresh: a retry may find
     /// the index built, or left INVALID by the attempt that failed.
-    async fn build(&self, s: &mut dyn Session, unit: &[IndexDefinition]) -> Result<()> {
+    async fn build(
+        &self,
+        s: &mut dyn Session,
+        unit: &[IndexDefinition],
+        processes: usize,
+    ) -> Result<()> {
         let current = self.catalog(s).await?;
         let mut todo = Vec::new();
         for want in unit {
@@ -368,7 +396,7 @@ impl Target {
         if todo.is_empty() {
             return Ok(());
         }
-        for sql in self.isql.build_settings(self.jobs) {
+        for sql in self.isql.build_settings(processes) {
             // Older servers lack some settings; the build just uses fewer
             // processes.
             let _ = s.execute(&sql).await;
@@ -511,7 +539,7 @@ impl CopyIndexes {
     }
 
     async fn target(&self) -> Result<Arc<Target>> {
-        let db = connect(&self.url, &self.opts).await?;
+        let db = connect(&self.url, &self.opts, self.options.jobs).await?;
         Ok(Arc::new(Target {
             isql: index_sql(&db, &self.url)?,
             db,
@@ -784,7 +812,7 @@ pub fn default_state_path(table: &str) -> PathBuf {
 }
 
 pub async fn run(req: &IndexesRequest) -> Result<()> {
-    let db = connect(&req.target, &req.opts).await?;
+    let db = connect(&req.target, &req.opts, req.jobs).await?;
     let isql = index_sql(&db, &req.target)?;
     let d = db.dialect();
     let table = {
