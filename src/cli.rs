@@ -3,7 +3,10 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::ops;
 use crate::progress::ProgressMode;
-use crate::spec::{BackfillSpec, ColumnMap, CopySpec, RunOptions, parse_set};
+use crate::spec::{
+    BackfillSpec, ColumnMap, ControlOptions, CopySpec, LoadLimit, RunOptions, SignalOptions,
+    parse_set,
+};
 use crate::table::TableName;
 use crate::url::DbUrl;
 use clap::{Args, Parser, Subcommand};
@@ -421,6 +424,62 @@ pub struct ChunkArgs {
     /// Retries of a chunk on deadlocks, lock timeouts and lost connections.
     #[arg(long, default_value_t = 10)]
     pub max_retries: u32,
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
+}
+
+/// Signals the throttle watches, and how an operator steers the job.
+#[derive(Args, Debug, Clone)]
+pub struct ThrottleArgs {
+    /// A replica whose replay lag holds chunks back (repeatable). Lag that
+    /// cannot be measured counts as over --max-lag.
+    #[arg(long = "replica", value_name = "URL", value_parser = parse_url)]
+    pub replicas: Vec<DbUrl>,
+    /// Longest replica lag at which chunks still start.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub max_lag: Duration,
+    /// Hold chunks while the source server's load reaches N: PostgreSQL
+    /// active sessions (or waiting=N: sessions waiting for a lock); MySQL
+    /// Threads_running (or any status counter, NAME=N). `none` turns it off.
+    #[arg(long, value_name = "[METRIC=]N", default_value = "25", value_parser = parse_max_load)]
+    pub max_load: MaxLoad,
+    /// Stop the job cleanly (checkpoint saved, exit 1) when the load reaches N.
+    #[arg(long, value_name = "[METRIC=]N", value_parser = parse_load)]
+    pub critical_load: Option<LoadLimit>,
+    /// Hold chunks while this query's first column is not 0 (run on the
+    /// source every 250ms).
+    #[arg(long, value_name = "SQL")]
+    pub throttle_query: Option<String>,
+    /// Accept line commands on this Unix socket: status, pause, resume,
+    /// rate N, chunk-time D, workers N, max-lag D, stop.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Run this shell command on each job event, with the event as JSON on
+    /// stdin: start, throttle_begin, throttle_end, failure, completion.
+    #[arg(long, value_name = "CMD")]
+    pub on_event: Option<String>,
+}
+
+fn parse_url(text: &str) -> std::result::Result<DbUrl, String> {
+    DbUrl::parse(text).map_err(|e| e.message)
+}
+
+/// `--max-load`: a limit, or `none`.
+#[derive(Debug, Clone)]
+pub struct MaxLoad(pub Option<LoadLimit>);
+
+fn parse_max_load(text: &str) -> std::result::Result<MaxLoad, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(MaxLoad(None));
+    }
+    parse_load(text).map(|l| MaxLoad(Some(l)))
+}
+
+fn parse_load(text: &str) -> std::result::Result<LoadLimit, String> {
+    text.parse()
 }
 
 #[derive(Args, Debug, Clone)]
@@ -524,6 +583,18 @@ impl ChunkArgs {
             lock_timeout: self.lock_timeout,
             statement_timeout: self.statement_timeout,
             max_retries: self.max_retries,
+            signals: SignalOptions {
+                replicas: self.throttle.replicas.clone(),
+                max_lag: self.throttle.max_lag,
+                max_load: self.throttle.max_load.0.clone(),
+                critical_load: self.throttle.critical_load.clone(),
+                throttle_query: self.throttle.throttle_query.clone(),
+            },
+            control: ControlOptions {
+                control_socket: self.throttle.control_socket.clone(),
+                metrics_addr: self.throttle.metrics_addr.clone(),
+                on_event: self.throttle.on_event.clone(),
+            },
         }
     }
 }

@@ -6,13 +6,17 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod control;
 pub mod db;
 pub mod dialect;
 pub mod error;
+pub mod events;
+pub mod metrics;
 pub mod ops;
 pub mod planner;
 pub mod pool;
 pub mod progress;
+pub mod signals;
 pub mod spec;
 pub mod table;
 pub mod throttle;

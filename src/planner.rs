@@ -134,6 +134,8 @@ pub struct ChunkSizer {
     current: u64,
     target: Duration,
     max_rows: u64,
+    /// The cap from rows and bytes, before the rate's.
+    base_max_rows: u64,
     recent: VecDeque<f64>,
 }
 
@@ -161,8 +163,26 @@ impl ChunkSizer {
             current,
             target,
             max_rows,
+            base_max_rows: max_rows,
             recent: VecDeque::new(),
         }
+    }
+
+    /// Cap chunks to one second's worth at `rate` rows/s (None: no rate):
+    /// the throttle admits a chunk in one go.
+    pub fn set_rate_cap(&mut self, rate: Option<u64>) {
+        self.max_rows = rate.map_or(self.base_max_rows, |r| self.base_max_rows.min(r.max(1)));
+        self.current = self.current.min(self.max_rows);
+    }
+
+    /// A new target time per chunk (0: fixed size from now on).
+    pub fn set_target(&mut self, target: Duration) {
+        self.target = target;
+        self.recent.clear();
+    }
+
+    pub fn target(&self) -> Duration {
+        self.target
     }
 
     pub fn rows(&self) -> u64 {

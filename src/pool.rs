@@ -110,8 +110,9 @@ impl Pipeline {
             event_tx.clone(),
         ));
         let mut workers = Vec::new();
-        for _ in 0..self.workers.max(1) {
+        for worker in 0..self.workers.max(1) {
             workers.push(tokio::spawn(work_chunks(
+                worker,
                 self.db.clone(),
                 self.work.clone(),
                 self.throttle.clone(),
@@ -326,6 +327,7 @@ async fn send(queue: &mpsc::Sender<Chunk>, chunk: Chunk, stop: &CancellationToke
 
 #[allow(clippy::too_many_arguments)]
 async fn work_chunks(
+    worker: usize,
     db: Arc<dyn Database>,
     work: Arc<dyn ChunkWork>,
     throttle: Arc<Throttle>,
@@ -343,7 +345,7 @@ async fn work_chunks(
             chunk = async { queue.lock().await.recv().await } => chunk,
         };
         let Some(chunk) = next else { return };
-        if !throttle.admit(chunk.planned_rows, &stop).await {
+        if !throttle.admit(worker, chunk.planned_rows, &stop).await {
             return;
         }
         if *durable.borrow() <= chunk.seq {

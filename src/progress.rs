@@ -48,6 +48,35 @@ pub struct Snapshot {
     pub elapsed_s: f64,
 }
 
+/// The job's progress now.
+pub fn snapshot(
+    phase: &'static str,
+    stats: &Stats,
+    throttle: &Throttle,
+    total_estimate: u64,
+    started: Instant,
+) -> Snapshot {
+    let rows_done = stats.rows_done.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = if elapsed > 0.0 {
+        stats.rows_this_run.load(Ordering::Relaxed) as f64 / elapsed
+    } else {
+        0.0
+    };
+    let remaining = total_estimate.saturating_sub(rows_done) as f64;
+    Snapshot {
+        phase,
+        rows_done,
+        rows_total_estimate: total_estimate.max(rows_done),
+        chunks_done: stats.chunks_done.load(Ordering::Relaxed),
+        rows_per_sec: (rate * 10.0).round() / 10.0,
+        eta_s: (rate > 0.0).then(|| (remaining / rate * 10.0).round() / 10.0),
+        throttled: throttle.reason(),
+        retries: stats.retries.load(Ordering::Relaxed),
+        elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+    }
+}
+
 pub struct Reporter {
     mode: ProgressMode,
     stats: Arc<Stats>,
@@ -84,25 +113,13 @@ impl Reporter {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let rows_done = self.stats.rows_done.load(Ordering::Relaxed);
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 {
-            self.stats.rows_this_run.load(Ordering::Relaxed) as f64 / elapsed
-        } else {
-            0.0
-        };
-        let remaining = self.total_estimate.saturating_sub(rows_done) as f64;
-        Snapshot {
-            phase: self.phase,
-            rows_done,
-            rows_total_estimate: self.total_estimate.max(rows_done),
-            chunks_done: self.stats.chunks_done.load(Ordering::Relaxed),
-            rows_per_sec: (rate * 10.0).round() / 10.0,
-            eta_s: (rate > 0.0).then(|| (remaining / rate * 10.0).round() / 10.0),
-            throttled: self.throttle.reason(),
-            retries: self.stats.retries.load(Ordering::Relaxed),
-            elapsed_s: (elapsed * 1000.0).round() / 1000.0,
-        }
+        snapshot(
+            self.phase,
+            &self.stats,
+            &self.throttle,
+            self.total_estimate,
+            self.started,
+        )
     }
 
     /// Report until `done` is cancelled, then draw the last state.

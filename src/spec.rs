@@ -144,6 +144,53 @@ pub struct RunOptions {
     pub lock_timeout: Duration,
     pub statement_timeout: Duration,
     pub max_retries: u32,
+    pub signals: SignalOptions,
+    pub control: ControlOptions,
+}
+
+/// What the throttle watches in the background (`signals.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct SignalOptions {
+    /// `--replica URL`, repeatable.
+    pub replicas: Vec<crate::url::DbUrl>,
+    pub max_lag: Duration,
+    pub max_load: Option<LoadLimit>,
+    pub critical_load: Option<LoadLimit>,
+    pub throttle_query: Option<String>,
+}
+
+/// `--max-load` / `--critical-load`: `N` (the engine's default metric) or
+/// `METRIC=N`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadLimit {
+    pub metric: Option<String>,
+    pub value: f64,
+}
+
+impl std::str::FromStr for LoadLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let (metric, value) = match text.split_once('=') {
+            Some((m, v)) => (Some(m.trim().to_string()), v),
+            None => (None, text),
+        };
+        let value: f64 = value.trim().parse().map_err(|_| {
+            format!("{text:?}: write a number, or METRIC=N (e.g. Threads_running=25, active=25)")
+        })?;
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("{text:?}: the limit must be a number >= 0"));
+        }
+        Ok(LoadLimit { metric, value })
+    }
+}
+
+/// How an operator steers and watches a running job (`control.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct ControlOptions {
+    pub control_socket: Option<PathBuf>,
+    pub metrics_addr: Option<String>,
+    pub on_event: Option<String>,
 }
 
 impl RunOptions {
@@ -165,6 +212,8 @@ impl RunOptions {
             lock_timeout: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(60),
             max_retries: 10,
+            signals: SignalOptions::default(),
+            control: ControlOptions::default(),
         }
     }
 
@@ -172,16 +221,15 @@ impl RunOptions {
     /// Chunks are capped in rows, in bytes, and to one second's worth of
     /// the rate limit (the throttle admits a chunk in one go).
     pub fn chunk_sizer(&self, row_bytes: u64) -> ChunkSizer {
-        let rate = self
-            .max_rows_per_sec
-            .map_or(u64::MAX, |r| u64::from(r.get()));
-        ChunkSizer::new(
+        let mut sizer = ChunkSizer::new(
             self.chunk_rows,
             self.chunk_time,
-            self.max_chunk_rows.min(rate),
+            self.max_chunk_rows,
             self.max_chunk_bytes,
             row_bytes,
-        )
+        );
+        sizer.set_rate_cap(self.max_rows_per_sec.map(|r| u64::from(r.get())));
+        sizer
     }
 }
 

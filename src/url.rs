@@ -62,6 +62,14 @@ impl DbUrl {
         self.url.username()
     }
 
+    /// `host:port`, for naming a server in progress and metrics.
+    pub fn label(&self) -> String {
+        match self.url.port() {
+            Some(port) => format!("{}:{port}", self.url.host_str().unwrap_or("")),
+            None => self.url.host_str().unwrap_or("").to_string(),
+        }
+    }
+
     /// Identity of the server and database, without credentials: what the
     /// job fingerprint and the advisory lock key are built from.
     pub fn identity(&self) -> String {

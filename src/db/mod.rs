@@ -26,6 +26,10 @@ pub struct Statement {
 pub trait Session: Send {
     async fn query(&mut self, sql: &str, params: &[String]) -> Result<Vec<Row>>;
 
+    /// Run `sql` (no parameters) and return each row's cells with their
+    /// column names: for SHOW statements whose columns vary by version.
+    async fn query_named(&mut self, sql: &str) -> Result<Vec<crate::dialect::signals::NamedRow>>;
+
     /// Parse and plan `sql` without running it: reports a bad `--where` or
     /// `--map` before anything is written.
     async fn check(&mut self, sql: &str) -> Result<()>;

@@ -244,6 +244,29 @@ impl Session for MySession {
             .collect()
     }
 
+    async fn query_named(&mut self, sql: &str) -> Result<Vec<crate::dialect::signals::NamedRow>> {
+        // Text protocol: SHOW statements are not all preparable.
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .query(sql)
+            .await
+            .map_err(|e| server_error(&e, self.password.as_deref()))?;
+        rows.into_iter()
+            .map(|row| {
+                let names: Vec<String> = row
+                    .columns_ref()
+                    .iter()
+                    .map(|c| c.name_str().to_string())
+                    .collect();
+                names
+                    .into_iter()
+                    .zip(row.unwrap())
+                    .map(|(name, value)| Ok((name, text_cell(value)?)))
+                    .collect()
+            })
+            .collect()
+    }
+
     async fn check(&mut self, sql: &str) -> Result<()> {
         // The server parses the statement and resolves its tables and
         // columns when preparing it; nothing runs.

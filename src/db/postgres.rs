@@ -159,6 +159,27 @@ impl Session for PgSession {
             .collect()
     }
 
+    async fn query_named(&mut self, sql: &str) -> Result<Vec<crate::dialect::signals::NamedRow>> {
+        let messages = self
+            .client()
+            .simple_query(sql)
+            .await
+            .map_err(|e| self.error(&e))?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    row.columns()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.name().to_string(), row.get(i).map(String::from)))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn check(&mut self, sql: &str) -> Result<()> {
         // Preparing parses, resolves names and types, and plans: exactly
         // the errors a bad expression would raise, without running it.

@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod indexes;
 pub mod mysql;
 pub mod postgres;
+pub mod signals;
 pub mod sync;
 pub mod types;
 
@@ -183,6 +184,9 @@ pub trait Dialect: Send + Sync {
     fn swap(&self) -> Option<&dyn SwapSql> {
         None
     }
+
+    /// The throttle's replica-lag and load queries.
+    fn signals(&self) -> &dyn signals::SignalSql;
 
     /// Deferred secondary indexes (dropped before a copy, rebuilt online
     /// after it), where this version has them for the engine.

@@ -403,6 +403,10 @@ impl Dialect for Mysql {
         false
     }
 
+    fn signals(&self) -> &dyn super::signals::SignalSql {
+        self
+    }
+
     fn indexes(&self) -> Option<&dyn super::indexes::IndexSql> {
         Some(self)
     }

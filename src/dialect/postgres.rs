@@ -311,6 +311,10 @@ impl Dialect for Postgres {
         true
     }
 
+    fn signals(&self) -> &dyn super::signals::SignalSql {
+        self
+    }
+
     fn indexes(&self) -> Option<&dyn super::indexes::IndexSql> {
         Some(self)
     }
