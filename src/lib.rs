@@ -18,6 +18,7 @@ pub mod pool;
 pub mod progress;
 pub mod signals;
 pub mod spec;
+pub mod supervisor;
 pub mod table;
 pub mod throttle;
 pub mod url;

@@ -281,11 +281,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
     }
 
     // Signals are checked before anything is written.
-    let max_lag_ms = Arc::new(std::sync::atomic::AtomicU64::new(
-        u64::try_from(opts.signals.max_lag.as_millis()).unwrap_or(u64::MAX),
-    ));
-    let (signals, replica_lags) =
-        crate::signals::prepare(&opts.signals, &job.db, &max_lag_ms).await?;
+    let signals = crate::supervisor::Signals::prepare(opts, &job.db).await?;
 
     let fingerprint = job.identity.fingerprint();
     let existing = if opts.restart {
@@ -422,44 +418,26 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
 
     let stop = CancellationToken::new();
     watch_signals(stop.clone());
-    let critical = Arc::new(Mutex::new(None));
-    let observer =
-        crate::signals::observe(signals, throttle.clone(), critical.clone(), stop.clone()).await;
-    let control = Arc::new(crate::control::JobControl::new(
-        job.phase,
-        throttle.clone(),
-        sizer.clone(),
-        stats.clone(),
-        stop.clone(),
-        max_lag_ms,
-        replica_lags,
-        opts.workers,
-        job.source.estimated_rows,
-    ));
-    let control_socket = match &opts.control.control_socket {
-        Some(path) => Some(crate::control::ControlSocket::start(path, control.clone())?),
-        None => None,
-    };
-    let metrics = match &opts.control.metrics_addr {
-        Some(addr) => Some(crate::metrics::serve(addr, control.clone()).await?),
-        None => None,
-    };
-    let hook = crate::events::EventHook::new(
-        opts.control.on_event.as_deref(),
+    let mut supervisor = crate::supervisor::Supervisor::start(
+        opts,
+        signals,
+        crate::supervisor::Pipeline {
+            phase: job.phase,
+            throttle: &throttle,
+            sizer: &sizer,
+            stats: &stats,
+            stop: &stop,
+            total_estimate: job.source.estimated_rows,
+        },
         serde_json::json!({
             "operation": job.phase,
             "table": job.identity.table,
             "target_table": job.identity.target_table,
             "checkpoint": path.display().to_string(),
         }),
-    );
-    hook.emit(
-        "start",
         serde_json::json!({ "rows_total_estimate": job.source.estimated_rows, "resumed": resumed }),
     )
-    .await;
-    let hook_done = CancellationToken::new();
-    let throttle_events = hook.watch_throttle(throttle.clone(), hook_done.clone());
+    .await?;
     let job_lock = JobLock::watch(lock_session);
     let lock_lost = job_lock.lost.clone();
     let stop_on_loss = stop.clone();
@@ -500,14 +478,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
     let outcome = pipeline.run(&mut sink).await;
     reporting_done.cancel();
     let _ = reporting.await;
-    observer.abort();
-    hook_done.cancel();
-    let _ = throttle_events.await;
-    if let Some(m) = metrics {
-        m.abort();
-    }
-    drop(control_socket);
-    let critical = lock(&critical).clone();
+    let critical = supervisor.stop_watching().await;
 
     let elapsed = started.elapsed().as_secs_f64();
     let final_ledger = lock(&ledger).clone();
@@ -531,28 +502,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
         Outcome::Failed(e) => ("failed", Err(e)),
     };
     let error = result.as_ref().err().map(|e| e.message.clone());
-    let snapshot = control.snapshot();
-    match &error {
-        None => {
-            hook.emit(
-                "completion",
-                serde_json::json!({ "rows_done": snapshot.rows_done, "elapsed_s": snapshot.elapsed_s }),
-            )
-            .await
-        }
-        Some(message) => {
-            hook.emit(
-                "failure",
-                serde_json::json!({
-                    "status": status,
-                    "error": message,
-                    "rows_done": snapshot.rows_done,
-                }),
-            )
-            .await
-        }
-    }
-    hook.finish().await;
+    supervisor.finish(status, error.as_deref()).await;
     summary(
         &job,
         &path,

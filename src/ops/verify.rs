@@ -321,6 +321,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
     let comparison = Arc::new(comparison(d, &source, &target, &key, spec, target_db)?);
     let started = Instant::now();
 
+    let signals = crate::supervisor::Signals::prepare(opts, &db).await?;
     let stop = CancellationToken::new();
     watch_signals(stop.clone());
     let stats = Arc::new(Stats::default());
@@ -328,6 +329,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         opts.max_rows_per_sec,
         opts.pause_file.clone(),
     ));
+    let sizer = Arc::new(Mutex::new(opts.chunk_sizer(source.estimated_row_bytes)));
     let planner = Arc::new(KeysetPlanner::new(
         d,
         comparison.source.table.clone(),
@@ -355,12 +357,31 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
     );
     let reporting_done = CancellationToken::new();
     let reporting = tokio::spawn(reporter.run(reporting_done.clone()));
+    let mut supervisor = crate::supervisor::Supervisor::start(
+        opts,
+        signals,
+        crate::supervisor::Pipeline {
+            phase: "verify",
+            throttle: &throttle,
+            sizer: &sizer,
+            stats: &stats,
+            stop: &stop,
+            total_estimate: source.estimated_rows,
+        },
+        serde_json::json!({
+            "operation": "verify",
+            "table": source.display_name(),
+            "target_table": target.display_name(),
+        }),
+        serde_json::json!({ "rows_total_estimate": source.estimated_rows }),
+    )
+    .await?;
     let pipeline = Pipeline {
         db: db.clone(),
         planner,
         work: work.clone(),
         ledger: Arc::new(Mutex::new(Ledger::new(upper.clone()))),
-        sizer: Arc::new(Mutex::new(opts.chunk_sizer(source.estimated_row_bytes))),
+        sizer,
         throttle,
         stats: stats.clone(),
         workers: opts.workers,
@@ -371,6 +392,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
     let outcome = pipeline.run(&mut NoCheckpoint).await;
     reporting_done.cancel();
     let _ = reporting.await;
+    let critical = supervisor.stop_watching().await;
     let mut report = Report {
         status: "equal",
         source_table: source.display_name(),
@@ -385,71 +407,94 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         elapsed_s: 0.0,
         rows_per_sec: 0.0,
     };
-    match outcome {
-        Outcome::Done => {}
-        Outcome::Interrupted => {
-            report.status = "interrupted";
-            finish(&mut report, started, opts.json);
+    let result: Result<()> = async {
+        match outcome {
+            Outcome::Done => {}
+            Outcome::Interrupted if critical.is_some() => {
+                report.status = "interrupted";
+                finish(&mut report, started, opts.json);
+                return Err(crate::signals::critical_stop(
+                    critical.as_deref().unwrap_or_default(),
+                ));
+            }
+            Outcome::Interrupted => {
+                report.status = "interrupted";
+                finish(&mut report, started, opts.json);
+                return Err(Error::new(
+                    ErrorKind::Interrupted,
+                    "verify interrupted before it compared every chunk; rerun it to start over",
+                ));
+            }
+            Outcome::Failed(e) => return Err(e),
+        }
+
+        // Rows past the largest key at the start (written since), and the
+        // target's rows beyond the source's range.
+        let mut differing = std::mem::take(&mut *lock(&work.differing));
+        let tail = Range {
+            lo: upper,
+            hi: None,
+        };
+        let (s, t) = comparison.sums(session.as_mut(), &tail).await?;
+        if s != t {
+            differing.push(tail);
+        }
+        report.differing_ranges = differing.len() as u64;
+        report.target_rows_with_null_key = comparison.null_key_rows(session.as_mut()).await?;
+        let found = bisect(&comparison, session.as_mut(), differing, max_differences).await?;
+        report.truncated = found.truncated;
+        // Differences must hold when read again: a row written while verify
+        // ran is compared as it is now.
+        let mut differences = found.differences;
+        for _ in 0..RECHECKS {
+            if differences.is_empty() {
+                break;
+            }
+            tokio::time::sleep(RECHECK_PAUSE).await;
+            let mut still = Vec::new();
+            for diff in differences {
+                if comparison.recheck(session.as_mut(), &diff.key).await? {
+                    still.push(diff);
+                }
+            }
+            differences = still;
+        }
+        report.differences = differences;
+        if !report.differences.is_empty()
+            || report.truncated
+            || report.target_rows_with_null_key > 0
+        {
+            report.status = "different";
+        }
+        finish(&mut report, started, opts.json);
+        if report.status == "different" {
             return Err(Error::new(
-                ErrorKind::Interrupted,
-                "verify interrupted before it compared every chunk; rerun it to start over",
+                ErrorKind::Differences,
+                format!(
+                    "verify found differences between {} and {}{} (exit 3)",
+                    report.source_table,
+                    report.target_table,
+                    if report.truncated {
+                        format!("; listing stopped at --max-differences {max_differences}")
+                    } else {
+                        String::new()
+                    }
+                ),
             ));
         }
-        Outcome::Failed(e) => return Err(e),
+        Ok(())
     }
-
-    // Rows past the largest key at the start (written since), and the
-    // target's rows beyond the source's range.
-    let mut differing = std::mem::take(&mut *lock(&work.differing));
-    let tail = Range {
-        lo: upper,
-        hi: None,
+    .await;
+    let status = match &result {
+        Ok(()) => "equal",
+        Err(e) if e.kind == ErrorKind::Differences => "different",
+        Err(e) if e.kind == ErrorKind::Interrupted => "interrupted",
+        Err(_) => "failed",
     };
-    let (s, t) = comparison.sums(session.as_mut(), &tail).await?;
-    if s != t {
-        differing.push(tail);
-    }
-    report.differing_ranges = differing.len() as u64;
-    report.target_rows_with_null_key = comparison.null_key_rows(session.as_mut()).await?;
-    let found = bisect(&comparison, session.as_mut(), differing, max_differences).await?;
-    report.truncated = found.truncated;
-    // Differences must hold when read again: a row written while verify
-    // ran is compared as it is now.
-    let mut differences = found.differences;
-    for _ in 0..RECHECKS {
-        if differences.is_empty() {
-            break;
-        }
-        tokio::time::sleep(RECHECK_PAUSE).await;
-        let mut still = Vec::new();
-        for diff in differences {
-            if comparison.recheck(session.as_mut(), &diff.key).await? {
-                still.push(diff);
-            }
-        }
-        differences = still;
-    }
-    report.differences = differences;
-    if !report.differences.is_empty() || report.truncated || report.target_rows_with_null_key > 0 {
-        report.status = "different";
-    }
-    finish(&mut report, started, opts.json);
-    if report.status == "different" {
-        return Err(Error::new(
-            ErrorKind::Differences,
-            format!(
-                "verify found differences between {} and {}{} (exit 3)",
-                report.source_table,
-                report.target_table,
-                if report.truncated {
-                    format!("; listing stopped at --max-differences {max_differences}")
-                } else {
-                    String::new()
-                }
-            ),
-        ));
-    }
-    Ok(())
+    supervisor
+        .finish(status, result.as_ref().err().map(|e| e.message.as_str()))
+        .await;
+    result
 }
 
 /// The two checksum sides: the copy's resolved columns, source
