@@ -69,6 +69,10 @@ export LC_ALL=C # "." as the decimal point in $EPOCHREALTIME, awk and printf
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MODE=copy
+if [[ ${1:-} == throttle ]]; then
+    # Writer latency and replica lag with and without throttling.
+    exec bash scripts/bench_throttle.sh
+fi
 case ${1:-} in
 backfill | dualwrite | verify)
     MODE=$1

@@ -35,8 +35,12 @@ pub async fn connect() -> Client {
 }
 
 pub async fn connect_mysql() -> mysql_async::Conn {
-    let url = mysql_url();
-    let opts = mysql_async::Opts::from_url(&url).expect("ROWFERRY_TEST_MYSQL is a mysql:// URL");
+    connect_mysql_at(&mysql_url()).await
+}
+
+pub async fn connect_mysql_at(url: &str) -> mysql_async::Conn {
+    let url = url.to_string();
+    let opts = mysql_async::Opts::from_url(&url).expect("a mysql:// URL");
     mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
         panic!("MariaDB/MySQL at {url} is unreachable ({e}); start it with scripts/services.sh")
     })
@@ -53,6 +57,8 @@ enum Conn {
 /// for its files.
 pub struct TestDb {
     conn: Conn,
+    /// The server's URL (ROWFERRY_TEST_PG / ROWFERRY_TEST_MYSQL, or another).
+    server: String,
     pub schema: String,
     pub dir: PathBuf,
 }
@@ -76,12 +82,17 @@ impl TestDb {
             ))
             .await
             .expect("create test schema");
-        TestDb::with(Conn::Pg(client), schema)
+        TestDb::with(Conn::Pg(client), pg_url(), schema)
     }
 
     /// On MariaDB/MySQL.
     pub async fn mysql(name: &str) -> TestDb {
-        let mut conn = connect_mysql().await;
+        TestDb::mysql_at(name, &mysql_url()).await
+    }
+
+    /// On the MariaDB/MySQL server at `url` (e.g. a replication primary).
+    pub async fn mysql_at(name: &str, url: &str) -> TestDb {
+        let mut conn = connect_mysql_at(url).await;
         let schema = unique_name(name);
         conn.query_drop(format!(
             "DROP DATABASE IF EXISTS {schema}; CREATE DATABASE {schema} CHARACTER SET utf8mb4; \
@@ -89,20 +100,26 @@ impl TestDb {
         ))
         .await
         .expect("create test database");
-        TestDb::with(Conn::My(tokio::sync::Mutex::new(conn)), schema)
+        TestDb::with(
+            Conn::My(tokio::sync::Mutex::new(conn)),
+            url.to_string(),
+            schema,
+        )
     }
 
-    fn with(conn: Conn, schema: String) -> TestDb {
+    fn with(conn: Conn, server: String, schema: String) -> TestDb {
         let dir = std::env::temp_dir().join(&schema);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        TestDb { conn, schema, dir }
+        TestDb {
+            conn,
+            server,
+            schema,
+            dir,
+        }
     }
 
     pub fn url(&self) -> String {
-        match self.conn {
-            Conn::Pg(_) => pg_url(),
-            Conn::My(_) => mysql_url(),
-        }
+        self.server.clone()
     }
 
     /// Run SQL (several statements are fine) with `{s}` replaced by this
@@ -237,6 +254,7 @@ impl Drop for TestDb {
         }
         let schema = std::mem::take(&mut self.schema);
         let mysql = matches!(self.conn, Conn::My(_));
+        let server = self.server.clone();
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -245,7 +263,7 @@ impl Drop for TestDb {
                 .ok()?;
             rt.block_on(async {
                 let conn = if mysql {
-                    Conn::My(tokio::sync::Mutex::new(connect_mysql().await))
+                    Conn::My(tokio::sync::Mutex::new(connect_mysql_at(&server).await))
                 } else {
                     Conn::Pg(connect().await)
                 };
