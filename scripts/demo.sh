@@ -19,6 +19,10 @@
 #    while a writer keeps inserting, updating and deleting orders, then
 #    proves with `rowferry verify` that both hold the same rows, and removes
 #    the sync triggers.
+# 7. (PostgreSQL on the local server, as root) throttling on a replica:
+#    scripts/replicas.sh starts a streaming replica on port 5433; with its
+#    replay paused, a copy run with --replica holds every chunk and says
+#    why; once replay resumes, it finishes.
 #
 # Idempotent: each run reloads the demo schema and starts the copy over.
 # Environment: DATABASE_URL, ROWS (default 1000000), KEEP=1 leaves the
@@ -300,6 +304,34 @@ say "EQUAL: every write made during the copy is in orders_v2. The triggers would
     that way until the cutover; the demo removes them:
     $BIN sync remove ${SHOWN_PAIR[*]}"
 "$BIN" sync remove "${PAIR[@]}"
+# ------------------------------------------------------ 7. replica lag
+if ((!MYSQL)) && [[ $URL == postgres://postgres@127.0.0.1:5432/test ]] && is_root; then
+    say "throttling on a replica: scripts/replicas.sh starts a streaming replica of this server
+    on 127.0.0.1:5433; we pause its replay, so it falls behind, and copy again with
+    --replica postgres://postgres@127.0.0.1:5433/test --max-lag 1s"
+    bash scripts/replicas.sh start >/dev/null
+    REPLICA=postgres://postgres@127.0.0.1:5433/test
+    run_sql "TRUNCATE $SCHEMA.orders_copy"
+    psql -w -X -q -d "$REPLICA" -c "SELECT pg_wal_replay_pause()" >/dev/null
+    run_sql "CREATE TABLE IF NOT EXISTS $SCHEMA.nudge (x int); INSERT INTO $SCHEMA.nudge VALUES (1)"
+    sleep 1.5
+    LOG=$(mktemp)
+    "$BIN" copy --source "$URL" --table "$SCHEMA.orders" --target-table "$SCHEMA.orders_copy" \
+        --checkpoint target/demo-replica.checkpoint --restart --replica "$REPLICA" --max-lag 1s \
+        --progress json 2>"$LOG" &
+    COPY_PID=$!
+    sleep 3
+    say "3 s later, progress says (no chunk has started):"
+    grep '^{' "$LOG" | tail -n 1
+    say "resuming replay on the replica: the copy goes on"
+    psql -w -X -q -d "$REPLICA" -c "SELECT pg_wal_replay_resume()" >/dev/null
+    rc=0
+    wait "$COPY_PID" || rc=$?
+    grep -v '^{' "$LOG" | tail -n 1
+    rm -f "$LOG"
+    [[ $rc == 0 ]] || die "the copy behind the replica exited with $rc"
+fi
+
 if ((MYSQL)); then
     printf '    (the demo tables stay in database %s; remove them with DROP DATABASE %s)\n' "$SCHEMA" "$SCHEMA"
 else
