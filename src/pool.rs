@@ -340,12 +340,15 @@ async fn work_chunks(
 ) {
     let mut session = RetryingSession::new(db, stats, max_retries, stop.clone());
     loop {
+        if !throttle.take_turn(worker, &stop).await {
+            return;
+        }
         let next = tokio::select! {
             _ = stop.cancelled() => None,
             chunk = async { queue.lock().await.recv().await } => chunk,
         };
         let Some(chunk) = next else { return };
-        if !throttle.admit(worker, chunk.planned_rows, &stop).await {
+        if !throttle.admit(chunk.planned_rows, &stop).await {
             return;
         }
         if *durable.borrow() <= chunk.seq {

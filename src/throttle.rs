@@ -113,20 +113,24 @@ impl Throttle {
         self.active_workers.store(n.max(1), Ordering::Relaxed);
     }
 
-    /// Wait until worker `worker` may start a chunk of `rows` rows. Returns
-    /// false if the job is stopping (then the chunk must not start).
-    pub async fn admit(&self, worker: usize, rows: u64, stop: &CancellationToken) -> bool {
-        loop {
-            let reason = if worker >= self.active_workers.load(Ordering::Relaxed) {
-                None
-            } else if let Some(holding) = self.holding() {
-                Some(holding)
-            } else {
-                break;
-            };
-            if let Some(reason) = &reason {
-                self.set_reason(Some(reason));
+    /// Wait while worker `worker` is beyond the number of workers the
+    /// operator allows (checked before it takes a chunk, so no chunk waits
+    /// in the hands of an idle worker). False if the job is stopping.
+    pub async fn take_turn(&self, worker: usize, stop: &CancellationToken) -> bool {
+        while worker >= self.active_workers.load(Ordering::Relaxed) {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(POLL) => {}
             }
+        }
+        !stop.is_cancelled()
+    }
+
+    /// Wait until a chunk of `rows` rows may start. Returns false if the
+    /// job is stopping (then the chunk must not start).
+    pub async fn admit(&self, rows: u64, stop: &CancellationToken) -> bool {
+        while let Some(reason) = self.holding() {
+            self.set_reason(Some(&reason));
             let mut held = self.held.subscribe();
             tokio::select! {
                 _ = stop.cancelled() => return false,
@@ -164,7 +168,7 @@ mod tests {
         let stop = CancellationToken::new();
         let t = throttle.clone();
         let s = stop.clone();
-        let waiter = tokio::spawn(async move { t.admit(0, 10, &s).await });
+        let waiter = tokio::spawn(async move { t.admit(10, &s).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!waiter.is_finished());
         assert_eq!(throttle.reason().as_deref(), Some("pause-file"));
@@ -180,7 +184,7 @@ mod tests {
         let throttle = Throttle::new(None, Some(path.clone()));
         let stop = CancellationToken::new();
         stop.cancel();
-        assert!(!throttle.admit(0, 10, &stop).await);
+        assert!(!throttle.admit(10, &stop).await);
         std::fs::remove_file(&path).unwrap();
     }
 
@@ -191,7 +195,7 @@ mod tests {
         // No initial burst: 100 rows at 100 rows/s wait about a second.
         let t = throttle.clone();
         let s = stop.clone();
-        let waiter = tokio::spawn(async move { t.admit(0, 100, &s).await });
+        let waiter = tokio::spawn(async move { t.admit(100, &s).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!waiter.is_finished());
         assert_eq!(throttle.reason().as_deref(), Some("rate-limit"));
@@ -205,7 +209,7 @@ mod tests {
         throttle.hold(Some("replica lag 3.2s on db2:5432".into()));
         let stop = CancellationToken::new();
         let (t, s) = (throttle.clone(), stop.clone());
-        let waiter = tokio::spawn(async move { t.admit(0, 10, &s).await });
+        let waiter = tokio::spawn(async move { t.admit(10, &s).await });
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(!waiter.is_finished());
         assert_eq!(
@@ -222,7 +226,7 @@ mod tests {
         let stop = CancellationToken::new();
         throttle.set_paused(true);
         let (t, s) = (throttle.clone(), stop.clone());
-        let paused = tokio::spawn(async move { t.admit(0, 10, &s).await });
+        let paused = tokio::spawn(async move { t.admit(10, &s).await });
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(!paused.is_finished());
         assert_eq!(throttle.reason().as_deref(), Some("paused by the operator"));
@@ -231,8 +235,8 @@ mod tests {
 
         throttle.set_active_workers(1);
         let (t, s) = (throttle.clone(), stop.clone());
-        let second = tokio::spawn(async move { t.admit(1, 10, &s).await });
-        assert!(throttle.admit(0, 10, &stop).await, "worker 0 still runs");
+        let second = tokio::spawn(async move { t.take_turn(1, &s).await });
+        assert!(throttle.take_turn(0, &stop).await, "worker 0 still runs");
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(!second.is_finished(), "worker 1 waits");
         throttle.set_active_workers(2);
