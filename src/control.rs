@@ -211,6 +211,11 @@ impl ControlSocket {
                 path.display()
             ))
         })?;
+        // Only the job's own user may steer it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let control = control.clone();
