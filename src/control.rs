@@ -185,15 +185,16 @@ fn duration(text: &str) -> Result<Duration, String> {
 /// The control socket, removed again when the job ends.
 pub struct ControlSocket {
     path: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    listener: Option<tokio::net::UnixListener>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ControlSocket {
     /// Listen on `path` (refused if something else is there: another job's
-    /// socket must not be taken over). Each connection sends line
-    /// commands and reads one reply line per command (`ok ...`, a JSON
-    /// object for `status`, or `error: ...`).
-    pub fn start(path: &Path, control: Arc<JobControl>) -> crate::error::Result<ControlSocket> {
+    /// socket must not be taken over); commands are served once `serve`
+    /// is called. Bound before the job writes anything, so a bad path is an
+    /// input error.
+    pub fn bind(path: &Path) -> crate::error::Result<ControlSocket> {
         if path.exists() {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(crate::error::Error::input(format!(
@@ -216,7 +217,20 @@ impl ControlSocket {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        let task = tokio::spawn(async move {
+        Ok(ControlSocket {
+            path: path.to_path_buf(),
+            listener: Some(listener),
+            task: None,
+        })
+    }
+
+    /// Answer line commands: one reply line per command (`ok ...`, a
+    /// JSON object for `status`, or `error: ...`).
+    pub fn serve(&mut self, control: Arc<JobControl>) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        self.task = Some(tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let control = control.clone();
                 tokio::spawn(async move {
@@ -237,17 +251,15 @@ impl ControlSocket {
                     }
                 });
             }
-        });
-        Ok(ControlSocket {
-            path: path.to_path_buf(),
-            task,
-        })
+        }));
     }
 }
 
 impl Drop for ControlSocket {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }

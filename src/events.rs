@@ -1,8 +1,8 @@
 //! `--on-event CMD`: a shell command run on each job event (start,
 //! throttle_begin, throttle_end, failure, completion) with the event as
 //! one JSON object on stdin: how a job reaches the team's alerting.
-//! Hooks run beside the job and never hold it up; a hook that fails or
-//! hangs is reported, not fatal.
+//! Hooks run beside the job, one at a time in the order of the events,
+//! and never hold it up; a hook that fails or hangs is reported, not fatal.
 
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -16,24 +16,36 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct EventHook {
-    command: Option<Arc<str>>,
+    /// Events for the one task that runs the hook, in order.
+    queue: Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>,
+    runner: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
     /// Fields every event carries (the job's tables and operation).
     job: Value,
-    running: Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl EventHook {
     pub fn new(command: Option<&str>, job: Value) -> Self {
+        let (queue, runner) = match command {
+            Some(command) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (
+                    Some(tx),
+                    Some(tokio::spawn(run_hooks(command.to_string(), rx))),
+                )
+            }
+            None => (None, None),
+        };
         EventHook {
-            command: command.map(Arc::from),
+            queue,
+            runner: Arc::new(tokio::sync::Mutex::new(runner)),
             job,
-            running: Arc::default(),
         }
     }
 
-    /// Run the hook for `event` with `fields` merged into the job's.
+    /// Queue the hook for `event` with `fields` merged into the job's.
+    /// Hooks run one at a time, in the order of their events.
     pub async fn emit(&self, event: &str, fields: Value) {
-        let Some(command) = self.command.clone() else {
+        let Some(queue) = &self.queue else {
             return;
         };
         let mut body = self.job.clone();
@@ -44,46 +56,14 @@ impl EventHook {
             map.insert("event".into(), json!(event));
             map.insert("at".into(), json!(crate::checkpoint::now_rfc3339()));
         }
-        let event = event.to_string();
-        let task = tokio::spawn(async move {
-            let line = format!("{body}\n");
-            let spawned = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(&*command)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .kill_on_drop(true)
-                .spawn();
-            let mut child = match spawned {
-                Ok(child) => child,
-                Err(e) => {
-                    eprintln!("rowferry: warning: --on-event could not start for {event}: {e}");
-                    return;
-                }
-            };
-            if let Some(mut stdin) = child.stdin.take() {
-                let _ = stdin.write_all(line.as_bytes()).await;
-            }
-            match tokio::time::timeout(HOOK_TIMEOUT, child.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
-                Ok(Ok(status)) => {
-                    eprintln!("rowferry: warning: --on-event for {event} exited with {status}")
-                }
-                Ok(Err(e)) => eprintln!("rowferry: warning: --on-event for {event}: {e}"),
-                Err(_) => eprintln!(
-                    "rowferry: warning: --on-event for {event} ran over {}s and was killed",
-                    HOOK_TIMEOUT.as_secs()
-                ),
-            }
-        });
-        self.running.lock().await.push(task);
+        let _ = queue.send((event.to_string(), body.to_string()));
     }
 
-    /// Wait for the hooks started so far (before the process exits).
-    pub async fn finish(&self) {
-        let tasks = std::mem::take(&mut *self.running.lock().await);
-        for task in tasks {
-            let _ = task.await;
+    /// Wait for every hook queued so far (before the process exits).
+    pub async fn finish(mut self) {
+        self.queue.take();
+        if let Some(runner) = self.runner.lock().await.take() {
+            let _ = runner.await;
         }
     }
 
@@ -96,14 +76,20 @@ impl EventHook {
     ) -> tokio::task::JoinHandle<()> {
         let hook = self.clone();
         tokio::spawn(async move {
-            if hook.command.is_none() {
+            if hook.queue.is_none() {
                 return;
             }
             let mut holding: Option<String> = None;
             let mut tick = tokio::time::interval(crate::signals::OBSERVE_EVERY);
             loop {
                 tokio::select! {
-                    _ = done.cancelled() => break,
+                    _ = done.cancelled() => {
+                        // A hold still open when the job ends ends with it.
+                        if let Some(was) = holding {
+                            hook.emit("throttle_end", json!({ "reason": was })).await;
+                        }
+                        break;
+                    }
                     _ = tick.tick() => {}
                 }
                 let now = throttle.holding();
@@ -118,5 +104,42 @@ impl EventHook {
                 holding = now;
             }
         })
+    }
+}
+
+/// Run the hook once per queued event, one after the other.
+async fn run_hooks(
+    command: String,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    while let Some((event, body)) = events.recv().await {
+        let spawned = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("rowferry: warning: --on-event could not start for {event}: {e}");
+                continue;
+            }
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(format!("{body}\n").as_bytes()).await;
+        }
+        match tokio::time::timeout(HOOK_TIMEOUT, child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) => {
+                eprintln!("rowferry: warning: --on-event for {event} exited with {status}")
+            }
+            Ok(Err(e)) => eprintln!("rowferry: warning: --on-event for {event}: {e}"),
+            Err(_) => eprintln!(
+                "rowferry: warning: --on-event for {event} ran over {}s and was killed",
+                HOOK_TIMEOUT.as_secs()
+            ),
+        }
     }
 }

@@ -115,15 +115,23 @@ fn escape(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Serve `/metrics` on `addr` until the returned task is aborted.
-pub async fn serve(addr: &str, control: Arc<JobControl>) -> Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+/// Listen on `addr` (before the job writes anything: a bad address is an
+/// input error).
+pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Error::input(format!(
             "--metrics-addr {addr}: cannot listen there ({e}); give a free HOST:PORT such as \
              127.0.0.1:9187"
         ))
-    })?;
-    Ok(tokio::spawn(async move {
+    })
+}
+
+/// Serve `/metrics` until the returned task is aborted.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    control: Arc<JobControl>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let control = control.clone();
             tokio::spawn(async move {
@@ -161,7 +169,7 @@ pub async fn serve(addr: &str, control: Arc<JobControl>) -> Result<tokio::task::
                 let _ = stream.shutdown().await;
             });
         }
-    }))
+    })
 }
 
 #[cfg(test)]

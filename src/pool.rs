@@ -340,8 +340,19 @@ async fn work_chunks(
 ) {
     let mut session = RetryingSession::new(db, stats, max_retries, stop.clone());
     loop {
-        if !throttle.take_turn(worker, &stop).await {
-            return;
+        // Beyond the operator's `workers N`: idle, but still gone once
+        // the planner is done and the queue is empty.
+        while !throttle.may_work(worker) {
+            {
+                let queue = queue.lock().await;
+                if queue.is_closed() && queue.is_empty() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
         }
         let next = tokio::select! {
             _ = stop.cancelled() => None,

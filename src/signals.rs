@@ -332,7 +332,9 @@ pub async fn prepare(
         }
         let sql = d.signals().load_sql(&metric).ok_or_else(|| {
             Error::input(format!(
-                "--max-load/--critical-load: unknown metric {metric:?} for this engine.                  PostgreSQL: active (sessions running a statement), waiting (sessions waiting                  for a lock); MySQL/MariaDB: a global status counter such as Threads_running"
+                "--max-load/--critical-load: unknown metric {metric:?} for this engine. \
+                 PostgreSQL: active (sessions running a statement), waiting (sessions waiting \
+                 for a lock); MySQL/MariaDB: a global status counter such as Threads_running"
             ))
         })?;
         let load = Load::new(db.clone(), metric, sql, max, critical);
@@ -349,7 +351,8 @@ pub async fn prepare(
             && why.starts_with("--throttle-query failed")
         {
             return Err(Error::input(format!(
-                "{why}. It runs on the source every 250ms; its first column must be a number                  (0: go on)"
+                "{why}. It runs on the source every 250ms; its first column must be a number \
+                 (0: go on)"
             )));
         }
         signals.push(Box::new(query));

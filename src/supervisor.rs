@@ -17,25 +17,38 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-/// The signals a job's options ask for, checked before anything is
-/// written (see `signals::prepare`).
-pub struct Signals {
+/// What the options ask for, checked before anything is written: the
+/// signals (see `signals::prepare`), and the control socket and metrics
+/// address, already listening.
+pub struct Prepared {
     signals: Vec<Box<dyn Signal>>,
     replica_lags: Vec<ReplicaLagReading>,
     max_lag_ms: Arc<AtomicU64>,
+    socket: Option<ControlSocket>,
+    metrics: Option<tokio::net::TcpListener>,
 }
 
-impl Signals {
-    pub async fn prepare(opts: &RunOptions, db: &Arc<dyn Database>) -> Result<Signals> {
+impl Prepared {
+    pub async fn check(opts: &RunOptions, db: &Arc<dyn Database>) -> Result<Prepared> {
         let max_lag_ms = Arc::new(AtomicU64::new(
             u64::try_from(opts.signals.max_lag.as_millis()).unwrap_or(u64::MAX),
         ));
         let (signals, replica_lags) =
             crate::signals::prepare(&opts.signals, db, &max_lag_ms).await?;
-        Ok(Signals {
+        let socket = match &opts.control.control_socket {
+            Some(path) => Some(ControlSocket::bind(path)?),
+            None => None,
+        };
+        let metrics = match &opts.control.metrics_addr {
+            Some(addr) => Some(crate::metrics::bind(addr).await?),
+            None => None,
+        };
+        Ok(Prepared {
             signals,
             replica_lags,
             max_lag_ms,
+            socket,
+            metrics,
         })
     }
 }
@@ -66,14 +79,14 @@ impl Supervisor {
     /// the start event adds.
     pub async fn start(
         opts: &RunOptions,
-        signals: Signals,
+        prepared: Prepared,
         pipeline: Pipeline<'_>,
         job: Value,
         start: Value,
     ) -> Result<Supervisor> {
         let critical = Arc::new(Mutex::new(None));
         let observer = crate::signals::observe(
-            signals.signals,
+            prepared.signals,
             pipeline.throttle.clone(),
             critical.clone(),
             pipeline.stop.clone(),
@@ -85,19 +98,18 @@ impl Supervisor {
             pipeline.sizer.clone(),
             pipeline.stats.clone(),
             pipeline.stop.clone(),
-            signals.max_lag_ms,
-            signals.replica_lags,
+            prepared.max_lag_ms,
+            prepared.replica_lags,
             opts.workers,
             pipeline.total_estimate,
         ));
-        let socket = match &opts.control.control_socket {
-            Some(path) => Some(ControlSocket::start(path, control.clone())?),
-            None => None,
-        };
-        let metrics = match &opts.control.metrics_addr {
-            Some(addr) => Some(crate::metrics::serve(addr, control.clone()).await?),
-            None => None,
-        };
+        let mut socket = prepared.socket;
+        if let Some(s) = socket.as_mut() {
+            s.serve(control.clone());
+        }
+        let metrics = prepared
+            .metrics
+            .map(|listener| crate::metrics::serve(listener, control.clone()));
         let hook = EventHook::new(opts.control.on_event.as_deref(), job);
         hook.emit("start", start).await;
         let hook_done = CancellationToken::new();

@@ -495,7 +495,12 @@ impl Exchange {
             return Ok(());
         }
         Err(Error::input(format!(
-            "{what} with a sync in both directions needs the other tables' names to sort after              {live:?} on MySQL/MariaDB, and {} do(es) not: RENAME TABLE locks tables in name              order, and an application write caught between those locks fails. Name the new              table and the old one after the application's (e.g. {live}_v2 and {live}_old; a              new table's sync must then be installed again under its new name), or cut over              without --reverse-sync. Nothing changed",
+            "{what} with a sync in both directions needs the other tables' names to sort after \
+             {live:?} on MySQL/MariaDB, and {} do(es) not: RENAME TABLE locks tables in name \
+             order, and an application write caught between those locks fails. Name the new \
+             table and the old one after the application's (e.g. {live}_v2 and {live}_old; a \
+             new table's sync must then be installed again under its new name), or cut over \
+             without --reverse-sync. Nothing changed",
             early
                 .iter()
                 .map(|n| format!("{n:?}"))

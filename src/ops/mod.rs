@@ -281,7 +281,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
     }
 
     // Signals are checked before anything is written.
-    let signals = crate::supervisor::Signals::prepare(opts, &job.db).await?;
+    let signals = crate::supervisor::Prepared::check(opts, &job.db).await?;
 
     let fingerprint = job.identity.fingerprint();
     let existing = if opts.restart {

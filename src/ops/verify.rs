@@ -321,7 +321,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
     let comparison = Arc::new(comparison(d, &source, &target, &key, spec, target_db)?);
     let started = Instant::now();
 
-    let signals = crate::supervisor::Signals::prepare(opts, &db).await?;
+    let signals = crate::supervisor::Prepared::check(opts, &db).await?;
     let stop = CancellationToken::new();
     watch_signals(stop.clone());
     let stats = Arc::new(Stats::default());
