@@ -505,6 +505,8 @@ pub enum SameDatabase {
     Required,
     /// Verify compares across databases of one engine.
     NotRequired,
+    /// Copy writes into any database, server or engine.
+    AnyServer,
 }
 
 impl PairArgs {
@@ -523,7 +525,7 @@ impl PairArgs {
                      version copies within one database. Leave out --target to copy there"
                 )));
             }
-            if t.engine != source.engine {
+            if t.engine != source.engine && same != SameDatabase::AnyServer {
                 return Err(Error::input(format!(
                     "--target {t} is another engine than --source {source}; this version \
                      compares tables on one engine"
@@ -628,7 +630,7 @@ pub fn main() -> i32 {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Copy(args) => {
-                let spec = args.pair.spec(SameDatabase::Required, args.dual_write)?;
+                let spec = args.pair.spec(SameDatabase::AnyServer, args.dual_write)?;
                 let indexes = ops::indexes::IndexOptions {
                     defer: args.defer_indexes,
                     jobs: usize::from(args.index_jobs.index_jobs),

@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod signals;
 pub mod sync;
 pub mod types;
+pub mod wire;
 
 use crate::table::{Column, Key};
 
@@ -187,6 +188,9 @@ pub trait Dialect: Send + Sync {
 
     /// The throttle's replica-lag and load queries.
     fn signals(&self) -> &dyn signals::SignalSql;
+
+    /// How values travel to and from another server (`--target`).
+    fn wire(&self) -> &dyn wire::WireSql;
 
     /// Deferred secondary indexes (dropped before a copy, rebuilt online
     /// after it), where this version has them for the engine.

@@ -407,6 +407,10 @@ impl Dialect for Mysql {
         self
     }
 
+    fn wire(&self) -> &dyn super::wire::WireSql {
+        self
+    }
+
     fn indexes(&self) -> Option<&dyn super::indexes::IndexSql> {
         Some(self)
     }

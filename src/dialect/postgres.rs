@@ -315,6 +315,10 @@ impl Dialect for Postgres {
         self
     }
 
+    fn wire(&self) -> &dyn super::wire::WireSql {
+        self
+    }
+
     fn indexes(&self) -> Option<&dyn super::indexes::IndexSql> {
         Some(self)
     }

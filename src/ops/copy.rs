@@ -28,6 +28,16 @@ pub async fn run_with_indexes(
     opts: &RunOptions,
     indexes: IndexOptions,
 ) -> Result<()> {
+    if super::transfer::crosses_servers(spec) {
+        if indexes.defer {
+            return Err(Error::input(
+                "--defer-indexes is not available with --target on another server in this \
+                 version; drop the target's secondary indexes before the copy and create them \
+                 after it",
+            ));
+        }
+        return super::transfer::run(spec, opts).await;
+    }
     let mut plan = prepare(spec, opts).await?;
     // A resumed job passed its pre-flight when it started; rows written
     // since then are caught by the chunk statements themselves.

@@ -10,6 +10,7 @@ pub mod plan;
 pub mod preflight;
 pub mod status;
 pub mod sync;
+pub mod transfer;
 pub mod verify;
 
 use crate::checkpoint::{Checkpoint, FORMAT_VERSION, Ledger, now_rfc3339};
