@@ -505,7 +505,7 @@ pub enum SameDatabase {
     Required,
     /// Verify compares across databases of one engine.
     NotRequired,
-    /// Copy writes into any database, server or engine.
+    /// Copy and verify reach any database, server or engine.
     AnyServer,
 }
 
@@ -671,7 +671,7 @@ pub fn main() -> i32 {
                 ops::cutover::cleanup(&spec, &args.swap.options()).await
             }
             Command::Verify(args) => {
-                let spec = args.pair.spec(SameDatabase::NotRequired, false)?;
+                let spec = args.pair.spec(SameDatabase::AnyServer, false)?;
                 ops::verify::run(&spec, &args.chunks.options(), args.max_differences).await
             }
         }

@@ -20,6 +20,25 @@ pub struct ChecksumSide {
     pub values: Vec<String>,
     /// The copy's `--where` (source side only).
     pub where_sql: Option<String>,
+    /// The other side is another engine: rows are hashed in a form both
+    /// engines compute alike (see `WireSql::row_text`).
+    pub neutral: bool,
+}
+
+fn row_text(d: &dyn Dialect, side: &ChecksumSide) -> String {
+    if side.neutral {
+        d.wire().row_text(&side.values)
+    } else {
+        d.row_text(&side.values)
+    }
+}
+
+fn hash_sum(d: &dyn Dialect, side: &ChecksumSide) -> String {
+    if side.neutral {
+        d.wire().hash_sum(&row_text(d, side))
+    } else {
+        d.hash_sum(&row_text(d, side))
+    }
 }
 
 fn filter(d: &dyn Dialect, side: &ChecksumSide, shape: RangeShape) -> String {
@@ -33,7 +52,7 @@ pub fn checksum_sql(d: &dyn Dialect, side: &ChecksumSide, shape: RangeShape) -> 
     format!(
         "SELECT {}, {} FROM {} WHERE {}",
         d.text("COUNT(*)"),
-        d.hash_sum(&d.row_text(&side.values)),
+        hash_sum(d, side),
         side.table,
         filter(d, side, shape)
     )
@@ -60,7 +79,7 @@ pub fn row_hashes_sql(d: &dyn Dialect, side: &ChecksumSide, shape: RangeShape) -
     format!(
         "SELECT {}, MD5({}) FROM {} WHERE {}",
         side.key_text.join(", "),
-        d.row_text(&side.values),
+        row_text(d, side),
         side.table,
         filter(d, side, shape)
     )
@@ -78,7 +97,7 @@ pub fn row_hash_by_key_sql(d: &dyn Dialect, side: &ChecksumSide) -> String {
     parts.extend(side.where_sql.iter().map(|w| format!("({w})")));
     format!(
         "SELECT MD5({}) FROM {} WHERE {}",
-        d.row_text(&side.values),
+        row_text(d, side),
         side.table,
         parts.join(" AND ")
     )
@@ -118,6 +137,7 @@ mod tests {
                 d.canonical_value("amount * 2", &column("doubled", "numeric(12,2)"), true),
             ],
             where_sql: where_sql.map(String::from),
+            neutral: false,
         }
     }
 

@@ -42,6 +42,14 @@ pub trait WireSql: Send + Sync {
     /// Parameter `n` (1-based) turned back into `column`'s type on this
     /// engine, from text sent by `wire_out` (neutral or not).
     fn wire_in(&self, n: usize, column: &Column, neutral: bool) -> String;
+
+    /// One text per row from neutral values, the same on every engine:
+    /// each value prefixed with its length in characters, NULL as `-`.
+    fn row_text(&self, values: &[String]) -> String;
+
+    /// The sum of each row text's first 60 bits of MD5 (and so the same
+    /// number on every engine), as text.
+    fn hash_sum(&self, row_text: &str) -> String;
 }
 
 /// Whether a value of `from` can be written into a column of `to` on
@@ -105,14 +113,32 @@ impl WireSql for Postgres {
             return format!("({expr})::text");
         }
         match kind {
-            Kind::Binary => format!("encode(({expr}), 'hex')"),
+            // Upper case, as MySQL's HEX() prints it.
+            Kind::Binary => format!("upper(encode(({expr}), 'hex'))"),
             Kind::Bool => format!("(({expr})::int)::text"),
+            // Every bit, as double precision (MySQL prints FLOAT so too),
+            // with the exponent written as MySQL writes it (e308, e-5).
+            Kind::Float => format!(
+                "regexp_replace(replace((({expr})::float8)::text, 'e+', 'e'), 'e(-?)0+([0-9])', 'e\\1\\2')"
+            ),
             Kind::Timestamp => format!("to_char(({expr}), 'YYYY-MM-DD HH24:MI:SS.US')"),
             Kind::TimestampTz => {
                 format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
             }
             _ => format!("({expr})::text"),
         }
+    }
+
+    fn row_text(&self, values: &[String]) -> String {
+        let parts: Vec<String> = values
+            .iter()
+            .map(|v| format!("coalesce(length({v})::text || ':' || {v}, '-')"))
+            .collect();
+        format!("concat_ws(',', {})", parts.join(", "))
+    }
+
+    fn hash_sum(&self, row_text: &str) -> String {
+        format!("coalesce(sum(('x' || left(md5({row_text}), 15))::bit(60)::bigint), 0)::text")
     }
 
     fn wire_in(&self, n: usize, column: &Column, neutral: bool) -> String {
@@ -167,6 +193,20 @@ impl WireSql for Mysql {
         }
     }
 
+    fn row_text(&self, values: &[String]) -> String {
+        let parts: Vec<String> = values
+            .iter()
+            .map(|v| format!("IFNULL(CONCAT(CHAR_LENGTH({v}), ':', {v}), '-')"))
+            .collect();
+        format!("CONCAT_WS(',', {})", parts.join(", "))
+    }
+
+    fn hash_sum(&self, row_text: &str) -> String {
+        format!(
+            "CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({row_text}), 15), 16, 10) AS UNSIGNED)), 0) AS CHAR)"
+        )
+    }
+
     fn wire_in(&self, n: usize, column: &Column, _neutral: bool) -> String {
         match self.kind(column) {
             Kind::Binary => format!("UNHEX(:p{n})"),
@@ -197,7 +237,7 @@ mod tests {
         assert_eq!(k("interval"), Kind::Other);
         assert_eq!(
             pg.wire_out("\"b\"", Kind::Binary, true),
-            "encode((\"b\"), 'hex')"
+            "upper(encode((\"b\"), 'hex'))"
         );
         assert_eq!(pg.wire_out("\"b\"", Kind::Binary, false), "(\"b\")::text");
         assert_eq!(

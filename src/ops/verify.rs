@@ -95,6 +95,8 @@ impl Range {
 /// The two sides and how to read them.
 struct Comparison {
     d: &'static dyn Dialect,
+    /// The target's dialect (another engine's, for a cross-engine verify).
+    td: &'static dyn Dialect,
     source: ChecksumSide,
     target: ChecksumSide,
     /// Where the target lives when not beside the source. Beside it, both
@@ -128,7 +130,7 @@ impl Comparison {
                     .await?;
                 let mut t_session = db.session().await?;
                 let t = t_session
-                    .query(&checksum_sql(d, &self.target, range.shape()), &params)
+                    .query(&checksum_sql(self.td, &self.target, range.shape()), &params)
                     .await?;
                 Ok((pair(s.first(), 0), pair(t.first(), 0)))
             }
@@ -156,7 +158,12 @@ impl Comparison {
         side: &ChecksumSide,
         range: &Range,
     ) -> Result<HashMap<KeyValue, Option<String>>> {
-        let sql = row_hashes_sql(self.d, side, range.shape());
+        let d = if std::ptr::eq(side, &self.target) {
+            self.td
+        } else {
+            self.d
+        };
+        let sql = row_hashes_sql(d, side, range.shape());
         let width = side.key.columns.len();
         Ok(session
             .query(&sql, &range.params())
@@ -185,7 +192,8 @@ impl Comparison {
         } else {
             &self.source
         };
-        let sql = split_point_sql(self.d, side, range.shape(), offset);
+        let d = if on_target { self.td } else { self.d };
+        let sql = split_point_sql(d, side, range.shape(), offset);
         let params = range.params();
         let rows = if on_target {
             self.on_target(source, async |s| s.query(&sql, &params).await)
@@ -208,14 +216,14 @@ impl Comparison {
             .columns
             .iter()
             .filter(|c| c.nullable)
-            .map(|c| format!("{} IS NULL", self.d.quote_ident(&c.name)))
+            .map(|c| format!("{} IS NULL", self.td.quote_ident(&c.name)))
             .collect();
         if nullable.is_empty() {
             return Ok(0);
         }
         let sql = format!(
             "SELECT {} FROM {} WHERE {}",
-            self.d.text("COUNT(*)"),
+            self.td.text("COUNT(*)"),
             self.target.table,
             nullable.join(" OR ")
         );
@@ -252,7 +260,7 @@ impl Comparison {
                 let s = one(source
                     .query(&row_hash_by_key_sql(d, &self.source), key)
                     .await?);
-                let sql = row_hash_by_key_sql(d, &self.target);
+                let sql = row_hash_by_key_sql(self.td, &self.target);
                 let t = one(self
                     .on_target(source, async |t| t.query(&sql, key).await)
                     .await?);
@@ -311,14 +319,24 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
     };
     let d = db.dialect();
     let mut session = db.session().await?;
+    let td = target_db.as_ref().map_or(d, |t| t.dialect());
     let (source, target, key) = match &target_db {
+        Some(t) if cross_engine(spec) => {
+            // Another engine: each side is read with its own dialect.
+            let source = super::inspect(session.as_mut(), d, &spec.table, "--table").await?;
+            let key = Key::resolve(&source, spec.key.as_deref())?;
+            let mut ts = t.session().await?;
+            let target =
+                super::inspect(ts.as_mut(), td, &spec.target_table, "--target-table").await?;
+            (source, target, key)
+        }
         Some(t) => {
             let mut ts = t.session().await?;
             inspect_pair(d, session.as_mut(), Some(ts.as_mut()), spec).await?
         }
         None => inspect_pair(d, session.as_mut(), None, spec).await?,
     };
-    let comparison = Arc::new(comparison(d, &source, &target, &key, spec, target_db)?);
+    let comparison = Arc::new(comparison(d, td, &source, &target, &key, spec, target_db)?);
     let started = Instant::now();
 
     let signals = crate::supervisor::Prepared::check(opts, &db).await?;
@@ -499,14 +517,23 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
 
 /// The two checksum sides: the copy's resolved columns, source
 /// expressions converted to the target column's type as the INSERT would.
+/// The target is another engine than the source.
+fn cross_engine(spec: &CopySpec) -> bool {
+    spec.target
+        .as_ref()
+        .is_some_and(|t| t.engine != spec.source.engine)
+}
+
 fn comparison(
     d: &'static dyn Dialect,
+    td: &'static dyn Dialect,
     source: &TableInfo,
     target: &TableInfo,
     key: &Key,
     spec: &CopySpec,
     target_db: Option<Arc<dyn Database>>,
 ) -> Result<Comparison> {
+    let neutral = cross_engine(spec);
     let resolved = resolve_columns(d, source, target, &spec.maps, key)?;
     let mut source_values = Vec::new();
     let mut target_values = Vec::new();
@@ -514,6 +541,21 @@ fn comparison(
         let Some(column) = target.column(name) else {
             continue;
         };
+        if neutral {
+            // Each engine prints the value in the neutral form the copy
+            // sends (a mapped expression travels as the target's kind).
+            let kind = match source.column(name) {
+                Some(s) if *expr == d.quote_ident(name) => d.wire().kind(s),
+                _ => td.wire().kind(column),
+            };
+            source_values.push(d.wire().wire_out(expr, kind, true));
+            target_values.push(td.wire().wire_out(
+                &td.quote_ident(name),
+                td.wire().kind(column),
+                true,
+            ));
+            continue;
+        }
         let unchanged = source
             .column(name)
             .is_some_and(|s| s.data_type == column.data_type && *expr == d.quote_ident(name));
@@ -535,28 +577,31 @@ fn comparison(
         .iter()
         .zip(&key.columns)
         .map(|(t, s)| {
-            if t.data_type == s.data_type {
-                d.key_text(t)
+            if neutral || t.data_type == s.data_type {
+                td.key_text(t)
             } else {
-                d.key_text_as(t, s)
+                td.key_text_as(t, s)
             }
         })
         .collect();
     Ok(Comparison {
         d,
+        td,
         source: ChecksumSide {
             table: d.qualified(&source.schema, &source.name),
             key: key.clone(),
             key_text: source_key_text,
             values: source_values,
             where_sql: spec.where_sql.clone(),
+            neutral,
         },
         target: ChecksumSide {
-            table: d.qualified(&target.schema, &target.name),
+            table: td.qualified(&target.schema, &target.name),
             key: target_key,
             key_text: target_key_text,
             values: target_values,
             where_sql: None,
+            neutral,
         },
         target_db,
     })
