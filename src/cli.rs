@@ -95,6 +95,13 @@ pub struct CopyArgs {
     pub defer_indexes: bool,
     #[command(flatten)]
     pub index_jobs: IndexJobsArg,
+    /// Create the target table from the source's definition if it does not
+    /// exist (types mapped between engines; primary key on the copy key).
+    #[arg(long)]
+    pub create_target: bool,
+    /// With --create-target: the created column's type, COL=TYPE.
+    #[arg(long = "cast", value_name = "COL=TYPE")]
+    pub casts: Vec<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -635,7 +642,21 @@ pub fn main() -> i32 {
                     defer: args.defer_indexes,
                     jobs: usize::from(args.index_jobs.index_jobs),
                 };
-                ops::copy::run_with_indexes(&spec, &args.run.options(), indexes).await
+                let opts = args.run.options();
+                let casts = args
+                    .casts
+                    .iter()
+                    .map(|c| ops::create_target::Cast::parse(c))
+                    .collect::<Result<Vec<_>>>()?;
+                if args.create_target {
+                    ops::create_target::ensure(&spec, &opts, &casts).await?;
+                } else if !casts.is_empty() {
+                    return Err(Error::input(
+                        "--cast sets a column's type in the table --create-target creates; \
+                         add --create-target (or create the target yourself)",
+                    ));
+                }
+                ops::copy::run_with_indexes(&spec, &opts, indexes).await
             }
             Command::Backfill(args) => ops::backfill::run(&args.spec()?, &args.run.options()).await,
             Command::Plan(args) => args.run().await,

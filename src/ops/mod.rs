@@ -4,6 +4,7 @@
 
 pub mod backfill;
 pub mod copy;
+pub mod create_target;
 pub mod cutover;
 pub mod indexes;
 pub mod plan;
