@@ -14,6 +14,12 @@ use std::time::Duration;
 /// One result row; NULL is None.
 pub type Row = Vec<Option<String>>;
 
+/// What a `COPY ... TO STDOUT` writes (or what a `COPY ... FROM STDIN`
+/// reads), in the server's own COPY format, piece by piece: a chunk is
+/// never held whole when it can be streamed.
+pub type CopyData<'a> =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes>> + Send + 'a>>;
+
 /// A statement and its text parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
@@ -41,6 +47,32 @@ pub trait Session: Send {
     /// (autocommit): for DDL that refuses to run inside one, such as
     /// PostgreSQL's CREATE/DROP INDEX CONCURRENTLY. Rows affected.
     async fn execute(&mut self, sql: &str) -> Result<u64>;
+
+    /// Run `sql`, a `COPY (...) TO STDOUT` (no parameters: bounds are
+    /// literals), and stream what it writes. The session is busy until the
+    /// stream ends or is dropped.
+    async fn copy_out(&mut self, _sql: &str) -> Result<CopyData<'_>> {
+        Err(Error::fatal(
+            "internal: COPY TO STDOUT is PostgreSQL's; this engine reads rows with SELECT",
+        ))
+    }
+
+    /// One transaction: `before` (e.g. the DELETE of a chunk's keys), then
+    /// `copy_sql`, a `COPY ... FROM STDIN`, fed with `data` to its end, then
+    /// COMMIT. An error from `data` or the server aborts the COPY and rolls
+    /// everything back, and is returned as it is (a source's lost
+    /// connection stays retryable). Rows affected by each of `before`, and
+    /// rows copied.
+    async fn transaction_with_copy_in(
+        &mut self,
+        _before: &[Statement],
+        _copy_sql: &str,
+        _data: CopyData<'_>,
+    ) -> Result<(Vec<u64>, u64)> {
+        Err(Error::fatal(
+            "internal: COPY FROM STDIN is PostgreSQL's; this engine takes rows with INSERT",
+        ))
+    }
 }
 
 /// A pool of sessions to one server and database.

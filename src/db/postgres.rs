@@ -1,11 +1,12 @@
 //! PostgreSQL driver: tokio-postgres behind a deadpool pool.
 
-use super::{Database, Row, Session, SessionSettings, Statement};
+use super::{CopyData, Database, Row, Session, SessionSettings, Statement};
 use crate::dialect::{Dialect, postgres::Postgres};
 use crate::error::{Error, ErrorKind, Result};
 use crate::url::{DbUrl, scrub};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::{SinkExt, StreamExt};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -219,6 +220,55 @@ impl Session for PgSession {
         }
         txn.commit().await.map_err(err)?;
         Ok(counts)
+    }
+
+    async fn copy_out(&mut self, sql: &str) -> Result<CopyData<'_>> {
+        // Never cached: the statement carries the chunk's bounds.
+        let stream = self
+            .client()
+            .copy_out(sql)
+            .await
+            .map_err(|e| self.error(&e))?;
+        let password = self.password.clone();
+        Ok(Box::pin(stream.map(move |piece| {
+            piece.map_err(|e| server_error(&e, password.as_deref()))
+        })))
+    }
+
+    async fn transaction_with_copy_in(
+        &mut self,
+        before: &[Statement],
+        copy_sql: &str,
+        mut data: CopyData<'_>,
+    ) -> Result<(Vec<u64>, u64)> {
+        let mut prepared = Vec::with_capacity(before.len());
+        for s in before {
+            prepared.push(self.prepare(&s.sql, s.params.len()).await?);
+        }
+        let copy = self.prepare(copy_sql, 0).await?;
+        let password = self.password.clone();
+        let err = |e: tokio_postgres::Error| server_error(&e, password.as_deref());
+        let client: &mut tokio_postgres::Client = match &mut self.client {
+            PgClient::Pooled(c) => c.as_mut(),
+            PgClient::Dedicated(c) => c,
+        };
+        // Dropping the transaction on an error rolls it back; dropping the
+        // sink unfinished aborts the COPY first (CopyFail).
+        let txn = client.transaction().await.map_err(err)?;
+        let mut counts = Vec::with_capacity(before.len());
+        for (s, p) in before.iter().zip(&prepared) {
+            counts.push(txn.execute(p, &params_of(&s.params)).await.map_err(err)?);
+        }
+        let sink = txn.copy_in::<_, bytes::Bytes>(&copy).await.map_err(err)?;
+        let mut sink = std::pin::pin!(sink);
+        while let Some(piece) = data.next().await {
+            // The sink gathers small pieces (a source sends one per row)
+            // into larger messages; `feed` does not flush each one.
+            sink.feed(piece?).await.map_err(err)?;
+        }
+        let rows = sink.as_mut().finish().await.map_err(err)?;
+        txn.commit().await.map_err(err)?;
+        Ok((counts, rows))
     }
 
     async fn execute(&mut self, sql: &str) -> Result<u64> {
