@@ -4,6 +4,10 @@
 //! (NULLs, extreme numbers, microsecond instants, non-ASCII text, empty
 //! strings, bytes); a crash mid-copy and a rerun give an exact copy; a
 //! column with no faithful counterpart is refused (exit 2) by name.
+//! PostgreSQL to PostgreSQL goes by COPY: binary where the types are alike
+//! (or converted on the source), text for types that are not built in,
+//! rows read with SELECT where the target's key range may hold other keys;
+//! each exact, through crashes, kill -9 and a lock that makes chunks retry.
 
 mod common;
 use common::*;
@@ -182,6 +186,14 @@ async fn postgres_into_another_database_is_exact() {
         "{}",
         stderr(&out)
     );
+    assert_eq!(
+        stderr(&out)
+            .matches("rowferry: copying with COPY (binary)")
+            .count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
     let want = pg_lines(
         &connect().await,
         &pg_canonical("src").replace("{s}", &db.schema),
@@ -190,6 +202,35 @@ async fn postgres_into_another_database_is_exact() {
     let got = pg_lines(&target, &pg_canonical("dst").replace("{s}", &db.schema)).await;
     assert_eq!(want.len(), 3002);
     assert_rows(&got, &want, "PostgreSQL -> PostgreSQL");
+
+    // Again over the full target: each chunk's key range is replaced, so
+    // a changed, a deleted and an extra target row are put right.
+    target
+        .batch_execute(&format!(
+            "UPDATE {s}.dst SET t = 'changed' WHERE id = 7; DELETE FROM {s}.dst WHERE id = 8; \
+             INSERT INTO {s}.dst (id) VALUES (3001)",
+            s = db.schema
+        ))
+        .await
+        .expect("disturb the target");
+    connect()
+        .await
+        .batch_execute(&format!("DELETE FROM {}.src WHERE id = 3000", db.schema))
+        .await
+        .expect("delete a source row");
+    let again = with(
+        cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q("dst"), &db),
+        &["--restart"],
+    );
+    expect_exit(&run(&again), 0);
+    let want = pg_lines(
+        &connect().await,
+        &pg_canonical("src").replace("{s}", &db.schema),
+    )
+    .await;
+    let got = pg_lines(&target, &pg_canonical("dst").replace("{s}", &db.schema)).await;
+    assert_eq!(want.len(), 3001);
+    assert_rows(&got, &want, "PostgreSQL -> PostgreSQL, copied again");
     drop(target);
     other.drop().await;
     db.cleanup().await;
@@ -336,4 +377,371 @@ async fn a_type_without_a_faithful_counterpart_is_refused_by_name() {
     );
     my.cleanup().await;
     pg.cleanup().await;
+}
+
+/// Source rows for the PostgreSQL -> PostgreSQL conversion tests: NULLs,
+/// quotes, backslashes, tabs and newlines, non-ASCII text.
+const CONV_ROWS: &str = "INSERT INTO {s}.src SELECT g, g * 1000 - 7, \
+      CASE WHEN g % 5 = 0 THEN NULL WHEN g % 7 = 0 THEN E'q''\\\\t\\t\\n\\r' || g ELSE 'Grüße ' || g END, \
+      g / 7.0, timestamp '1999-12-31 23:59:59.999999' + g * interval '1.000001 minute', \
+      CASE WHEN g % 3 = 0 THEN NULL ELSE g % 2 = 0 END, \
+      CASE WHEN g % 4 = 0 THEN NULL ELSE 'k' || lpad(g::text, 5, '0') END, \
+      CASE WHEN g % 6 = 0 THEN NULL ELSE (ARRAY['sad', 'ok', 'happy'])[g % 3 + 1]::{s}.mood END \
+    FROM generate_series(1, 2500) g";
+
+/// Another database to copy into, with the same schema name as `db`'s.
+async fn other_database(db: &TestDb, tag: &str, ddl: &str) -> (PgDatabase, tokio_postgres::Client) {
+    let other = PgDatabase::new(tag).await;
+    let target = other.client().await;
+    target
+        .batch_execute(&format!(
+            "CREATE SCHEMA {s}; {}",
+            ddl.replace("{s}", &db.schema),
+            s = db.schema
+        ))
+        .await
+        .expect("target tables");
+    (other, target)
+}
+
+/// Into other types and a --map expression: converted on the source and
+/// sent in binary, as exact as INSERT's casts. A key of another type (the
+/// target's key range may hold other keys) goes by rows read with SELECT,
+/// deleted by key and written by COPY in text; an enum (not built in) by
+/// COPY in text.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_into_other_types_and_a_map_is_exact_on_every_copy_path() {
+    let db = TestDb::new("x_conv").await;
+    db.exec(
+        "CREATE TYPE {s}.mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE TABLE {s}.src (id integer PRIMARY KEY, i integer, v varchar(20),
+           n numeric(10,2), ts timestamp, f boolean, code text, m {s}.mood)",
+    )
+    .await;
+    db.exec(CONV_ROWS).await;
+    let (other, target) = other_database(
+        &db,
+        "conv",
+        "CREATE TYPE {s}.mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE TABLE {s}.dst_types (id integer PRIMARY KEY, i bigint, v text, n numeric(12,3),
+           ts timestamptz, f text, label text NOT NULL);
+         CREATE TABLE {s}.dst_key (id bigint PRIMARY KEY, i bigint, v text, n numeric(12,3),
+           ts timestamptz, f text, label text NOT NULL);
+         CREATE TABLE {s}.dst_enum (id integer PRIMARY KEY, v varchar(20), m {s}.mood)",
+    )
+    .await;
+    let label = "label=coalesce(code, '-') || '/' || (i * 2)::text";
+    // What each target row must be, computed on the source as INSERT's
+    // casts would convert it.
+    let want_sql = "SELECT concat_ws('|', id, coalesce(i::bigint::text, '<null>'), \
+           coalesce(v::text, '<null>'), coalesce(n::text::numeric(12,3)::text, '<null>'), \
+           coalesce(to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US'), '<null>'), \
+           coalesce(f::text, '<null>'), coalesce(code, '-') || '/' || (i * 2)::text) \
+         FROM {s}.src ORDER BY id";
+    let got_sql = |table: &str| {
+        format!(
+            "SELECT concat_ws('|', id, coalesce(i::text, '<null>'), coalesce(v, '<null>'), \
+               coalesce(n::text, '<null>'), \
+               coalesce(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), '<null>'), \
+               coalesce(f, '<null>'), label) FROM {{s}}.{table} ORDER BY id"
+        )
+    };
+    let want = pg_lines(&connect().await, &want_sql.replace("{s}", &db.schema)).await;
+    assert_eq!(want.len(), 2500);
+
+    let into = |table: &str, extra: &[&str]| {
+        let mut args = cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q(table), &db);
+        let at = args
+            .iter()
+            .position(|a| a == "--checkpoint")
+            .expect("--checkpoint")
+            + 1;
+        args[at] = db
+            .path(&format!("{table}.checkpoint"))
+            .display()
+            .to_string();
+        with(args, extra)
+    };
+    let out = run(&into("dst_types", &["--map", label]));
+    expect_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("copying with COPY (binary)"), "{err}");
+    assert!(
+        err.contains("converted to the target's type on the source: i, v, n, ts, f, label"),
+        "{err}"
+    );
+    let got = pg_lines(&target, &got_sql("dst_types").replace("{s}", &db.schema)).await;
+    assert_rows(&got, &want, "into other types, binary");
+
+    let out = run(&into("dst_key", &["--map", label]));
+    expect_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("copying with COPY (text) of rows read with SELECT: key column id is integer in the source and bigint in the target"),
+        "{err}"
+    );
+    let got = pg_lines(&target, &got_sql("dst_key").replace("{s}", &db.schema)).await;
+    assert_rows(&got, &want, "into another key type, rows read with SELECT");
+
+    // --where: only the chunk's own keys are deleted in the target.
+    target
+        .batch_execute(&format!(
+            "TRUNCATE {s}.dst_key; INSERT INTO {s}.dst_key VALUES (3, 0, 'kept', 0, now(), 'x', 'x')",
+            s = db.schema
+        ))
+        .await
+        .expect("reset dst_key");
+    let out = run(&into(
+        "dst_key",
+        &["--map", label, "--where", "id % 3 <> 0", "--restart"],
+    ));
+    expect_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("with --where a chunk's key range"),
+        "{}",
+        stderr(&out)
+    );
+    let got = pg_lines(&target, &got_sql("dst_key").replace("{s}", &db.schema)).await;
+    let kept: Vec<String> = want
+        .iter()
+        .filter(|l| {
+            l.split('|')
+                .next()
+                .and_then(|id| id.parse::<i64>().ok())
+                .is_some_and(|id| id % 3 != 0)
+        })
+        .cloned()
+        .collect();
+    let (own, copied): (Vec<String>, Vec<String>) =
+        got.into_iter().partition(|l| l.starts_with("3|"));
+    assert_eq!(own.len(), 1, "the target's own row 3 stays");
+    assert!(own[0].starts_with("3|0|kept|"), "{}", own[0]);
+    assert_rows(&copied, &kept, "with --where");
+
+    let out = run(&into("dst_enum", &[]));
+    expect_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("copying with COPY (text): each chunk streams")
+            && err.contains("not binary: target column m is of type"),
+        "{err}"
+    );
+    let enum_sql = "SELECT concat_ws('|', id, coalesce(v, '<null>'), coalesce(m::text, '<null>')) \
+                    FROM {s}.{t} ORDER BY id";
+    let want_enum = pg_lines(
+        &connect().await,
+        &enum_sql.replace("{s}", &db.schema).replace("{t}", "src"),
+    )
+    .await;
+    let got_enum = pg_lines(
+        &target,
+        &enum_sql
+            .replace("{s}", &db.schema)
+            .replace("{t}", "dst_enum"),
+    )
+    .await;
+    assert_eq!(want_enum.len(), 2500);
+    assert_rows(&got_enum, &want_enum, "an enum, COPY in text");
+    drop(target);
+    other.drop().await;
+    db.cleanup().await;
+}
+
+/// A crash right after a chunk committed on the target, a real kill -9
+/// mid-copy, then a rerun: all on the COPY path, and exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_copy_path_crash_and_kill_9_then_rerun_is_exact() {
+    let db = TestDb::new("x_pgkill").await;
+    db.exec(&format!("CREATE TABLE {{s}}.src ({PG_COLUMNS})"))
+        .await;
+    db.exec(PG_ROWS).await;
+    let (other, target) = other_database(
+        &db,
+        "pgkill",
+        &format!("CREATE TABLE {{s}}.dst ({PG_COLUMNS})"),
+    )
+    .await;
+    let mut args = cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q("dst"), &db);
+    let at = args
+        .iter()
+        .position(|a| a == "--chunk-rows")
+        .expect("--chunk-rows")
+        + 1;
+    args[at] = "100".into();
+    args.extend(["--workers".into(), "2".into()]);
+
+    let out = run_crashing_after(&args, 3);
+    assert_ne!(out.status.code(), Some(0), "the crash hook did not fire");
+    assert!(
+        stderr(&out).contains("copying with COPY (binary)"),
+        "{}",
+        stderr(&out)
+    );
+    let dst = format!("SELECT count(*) FROM {}.dst", db.schema);
+    let count = async |c: &tokio_postgres::Client| {
+        c.query_one(&dst, &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
+    };
+    let crashed = count(&target).await;
+    assert!(crashed > 0, "nothing was copied before the crash");
+
+    // Slow enough (COPY is quick) that the kill lands mid-copy.
+    let mut slow = Running::start(&with(args.clone(), &["--max-rows-per-sec", "400"]));
+    slow.wait_for_progress(|p| {
+        p["rows_done"]
+            .as_u64()
+            .is_some_and(|n| n as i64 > crashed + 200)
+    });
+    slow.signal(libc::SIGKILL);
+    let _ = slow.finish();
+    let between = count(&target).await;
+    assert!(
+        (crashed + 200..3002).contains(&between),
+        "{between} rows after the kill ({crashed} after the crash)"
+    );
+
+    let out = run(&args);
+    expect_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("resuming from checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("copying with COPY (binary)"),
+        "{}",
+        stderr(&out)
+    );
+    let want = pg_lines(
+        &connect().await,
+        &pg_canonical("src").replace("{s}", &db.schema),
+    )
+    .await;
+    let got = pg_lines(&target, &pg_canonical("dst").replace("{s}", &db.schema)).await;
+    assert_rows(&got, &want, "after the crash and the kill -9");
+    drop(target);
+    other.drop().await;
+    db.cleanup().await;
+}
+
+/// A lock held on the target (that lets readers through) makes chunks
+/// time out (--lock-timeout); each is run again whole, and the copy ends
+/// exact once the lock goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_copy_path_retries_a_chunk_whole() {
+    let db = TestDb::new("x_pgretry").await;
+    db.exec(&format!("CREATE TABLE {{s}}.src ({PG_COLUMNS})"))
+        .await;
+    db.exec(PG_ROWS).await;
+    let (other, target) = other_database(
+        &db,
+        "pgretry",
+        &format!("CREATE TABLE {{s}}.dst ({PG_COLUMNS})"),
+    )
+    .await;
+    let locker = other.client().await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {}.dst IN SHARE MODE",
+            db.schema
+        ))
+        .await
+        .expect("lock the target");
+    let args = with(
+        cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q("dst"), &db),
+        &["--lock-timeout", "200ms", "--json"],
+    );
+    let mut running = Running::start(&args);
+    // Held until a chunk has timed out and is waiting to run again.
+    running.wait_for_progress(|p| p["retries"].as_u64().is_some_and(|n| n > 0));
+    locker.batch_execute("COMMIT").await.expect("unlock");
+    let status = running.child.wait().expect("wait");
+    let mut summary = String::new();
+    use std::io::Read;
+    running
+        .child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut summary)
+        .expect("summary");
+    let (_, err) = running.finish();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).expect("--json summary");
+    assert!(
+        summary["retries"].as_u64().is_some_and(|n| n > 0),
+        "{summary}"
+    );
+    assert_eq!(summary["rows"].as_u64(), Some(3002), "{summary}");
+    let want = pg_lines(
+        &connect().await,
+        &pg_canonical("src").replace("{s}", &db.schema),
+    )
+    .await;
+    let got = pg_lines(&target, &pg_canonical("dst").replace("{s}", &db.schema)).await;
+    assert_rows(&got, &want, "after retries");
+    drop((target, locker));
+    other.drop().await;
+    db.cleanup().await;
+}
+
+/// Text keys full of quotes, backslashes, `$1`, newlines and emoji bound
+/// every chunk: as literals in the source's COPY (byte-ordered keys), and
+/// as parameters of the key list (a collation not proven to order alike).
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_text_keys_with_quotes_and_backslashes_bound_chunks_exactly() {
+    let db = TestDb::new("x_pgtext").await;
+    let keys = "SELECT CASE g % 5 WHEN 0 THEN E'it''s\\\\' WHEN 1 THEN E'$1 \\\\''' \
+                WHEN 2 THEN E'line\\nbreak' WHEN 3 THEN '注文 🚚' ELSE E'\\\\x00' END || g, g \
+                FROM generate_series(1, 2000) g";
+    db.exec(&format!(
+        "CREATE TABLE {{s}}.src (id text COLLATE \"C\" PRIMARY KEY, n integer);
+         INSERT INTO {{s}}.src {keys}"
+    ))
+    .await;
+    let (other, target) = other_database(
+        &db,
+        "pgtext",
+        "CREATE TABLE {s}.dst_c (id text COLLATE \"C\" PRIMARY KEY, n integer);
+         CREATE TABLE {s}.dst_default (id text PRIMARY KEY, n integer)",
+    )
+    .await;
+    let lines = "SELECT id || '|' || n FROM {s}.{t} ORDER BY id COLLATE \"C\"";
+    let want = pg_lines(
+        &connect().await,
+        &lines.replace("{s}", &db.schema).replace("{t}", "src"),
+    )
+    .await;
+    assert_eq!(want.len(), 2000);
+    for (table, path) in [
+        ("dst_c", "copying with COPY (binary)"),
+        (
+            "dst_default",
+            "copying with COPY (text) of rows read with SELECT: key column id sorts by collation C",
+        ),
+    ] {
+        let mut args = cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q(table), &db);
+        let at = args
+            .iter()
+            .position(|a| a == "--chunk-rows")
+            .expect("--chunk-rows")
+            + 1;
+        args[at] = "150".into();
+        let out = run(&with(args.clone(), &["--restart"]));
+        expect_exit(&out, 0);
+        assert!(stderr(&out).contains(path), "{}", stderr(&out));
+        // A second run over the filled target replaces every chunk.
+        expect_exit(&run(&with(args, &["--restart"])), 0);
+        let got = pg_lines(
+            &target,
+            &lines.replace("{s}", &db.schema).replace("{t}", table),
+        )
+        .await;
+        assert_rows(&got, &want, table);
+    }
+    drop(target);
+    other.drop().await;
+    db.cleanup().await;
 }

@@ -5,10 +5,19 @@
 //! the chunk's keys there, then inserts its rows: a chunk that runs again
 //! after a crash leaves exactly one copy of each row. Checkpoint, resume,
 //! workers, throttle and progress are the same pipeline as any copy.
+//!
+//! PostgreSQL to PostgreSQL uses COPY instead of SELECT and INSERT (see
+//! `WritePath`): the source's `COPY (SELECT ...) TO STDOUT` streams into the
+//! target's `COPY ... FROM STDIN`, in binary where both sides' types are
+//! built in and alike, after a DELETE of the chunk's key range. Where the
+//! target's key range may not hold the same keys as the source's (another
+//! key type, a collation not proven to order alike, `--where`), rows are
+//! read with SELECT, their keys deleted one by one, and the rows written
+//! with COPY in text form, encoded here on every core (rayon).
 
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
-use crate::db::{self, Database, Session, SessionSettings, Statement};
+use crate::db::{self, CopyData, Database, Session, SessionSettings, Statement};
 use crate::dialect::wire::{Kind, faithful};
 use crate::dialect::{Dialect, RangeShape, key_range};
 use crate::error::{Error, Result};
@@ -16,7 +25,10 @@ use crate::planner::KeysetPlanner;
 use crate::pool::{ChunkWork, describe_chunk};
 use crate::spec::{CopySpec, JobIdentity, RunOptions};
 use crate::table::{Column, Key, TableInfo};
+use crate::url::Engine;
 use async_trait::async_trait;
+use rayon::prelude::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Whether `spec` copies into another database (of any engine).
@@ -107,6 +119,17 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         .collect::<Result<_>>()?;
 
     let source_q = d.qualified(&source.schema, &source.name);
+    let filter = spec
+        .where_sql
+        .as_deref()
+        .map(|w| format!(" AND ({w})"))
+        .unwrap_or_default();
+    let order = key
+        .columns
+        .iter()
+        .map(|c| d.quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
     let select = |has_lo: bool| {
         let list = columns
             .iter()
@@ -121,17 +144,6 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                 has_hi: true,
             },
         );
-        let filter = spec
-            .where_sql
-            .as_deref()
-            .map(|w| format!(" AND ({w})"))
-            .unwrap_or_default();
-        let order = key
-            .columns
-            .iter()
-            .map(|c| d.quote_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
         format!("SELECT {list} FROM {source_q} WHERE {range}{filter} ORDER BY {order}")
     };
     let read = ChunkSql {
@@ -159,6 +171,169 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         })
         .collect();
     let target_q = td.qualified(&target.schema, &target.name);
+    let both_postgres =
+        spec.source.engine == Engine::Postgres && target_url.engine == Engine::Postgres;
+    let (write, path_note) = if both_postgres && !neutral {
+        let (source_facts, target_facts) = (
+            pg_facts(db.as_ref(), &source).await?,
+            pg_facts(target_db.as_ref(), &target).await?,
+        );
+        let facts = |f: &PgFacts, c: &Column| TypeFacts {
+            data_type: c.data_type.clone(),
+            oid: f.columns.get(&c.name).map_or(0, |c| c.0),
+            collation: f.columns.get(&c.name).and_then(|c| c.1.clone()),
+        };
+        let keys: Vec<(String, TypeFacts, TypeFacts)> = key
+            .columns
+            .iter()
+            .zip(&key_targets)
+            .map(|(s, t)| {
+                (
+                    s.name.clone(),
+                    facts(&source_facts, s),
+                    facts(&target_facts, t),
+                )
+            })
+            .collect();
+        let pairs: Vec<(String, Option<TypeFacts>, TypeFacts)> = columns
+            .iter()
+            .map(|c| {
+                let from = source
+                    .columns
+                    .iter()
+                    .find(|s| super::copy::names_column(d, &c.expr, &s.name))
+                    .map(|s| facts(&source_facts, s));
+                (c.target.name.clone(), from, facts(&target_facts, &c.target))
+            })
+            .collect();
+        let choice = choose_pg_path(
+            spec.where_sql.is_some(),
+            &keys,
+            &pairs,
+            source_facts.major == target_facts.major,
+        );
+        let names = columns
+            .iter()
+            .map(|c| td.quote_ident(&c.target.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match choice.path {
+            PgPath::Rows => (
+                WritePath::Rows {
+                    copy_in: format!("COPY {target_q} ({names}) FROM STDIN (FORMAT text)"),
+                },
+                format!(
+                    "COPY (text) of rows read with SELECT: {}, so each chunk deletes its own \
+                     keys in the target one by one, then writes its rows with COPY FROM STDIN",
+                    choice.why
+                ),
+            ),
+            path => {
+                let binary = path == PgPath::Binary;
+                let list = columns
+                    .iter()
+                    .zip(&choice.convert)
+                    .map(|(c, &convert)| match (binary, convert) {
+                        // Exactly what INSERT's `$n::text::type` does,
+                        // only on the source.
+                        (true, true) => format!("({})::text::{}", c.expr, c.target.data_type),
+                        (false, true) => format!("({})::text", c.expr),
+                        (_, false) => c.expr.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let format = if binary { "binary" } else { "text" };
+                let stream = StreamCopy {
+                    select: format!("SELECT {list} FROM {source_q} WHERE "),
+                    tail: format!("{filter} ORDER BY {order}"),
+                    format,
+                    key: key.clone(),
+                    delete: {
+                        let target_key = Key {
+                            columns: key_targets.clone(),
+                        };
+                        let delete = |has_lo| {
+                            format!(
+                                "DELETE FROM {target_q} WHERE {}",
+                                key_range(
+                                    td,
+                                    &target_key,
+                                    RangeShape {
+                                        has_lo,
+                                        has_hi: true
+                                    }
+                                )
+                            )
+                        };
+                        ChunkSql {
+                            first: delete(false),
+                            rest: delete(true),
+                        }
+                    },
+                    copy_in: format!("COPY {target_q} ({names}) FROM STDIN (FORMAT {format})"),
+                };
+                // The source checks the statement inside the COPY (with
+                // the conversions) before anything is written.
+                let check = format!(
+                    "{}{}{}",
+                    stream.select,
+                    key_range(
+                        d,
+                        &key,
+                        RangeShape {
+                            has_lo: true,
+                            has_hi: true
+                        }
+                    ),
+                    stream.tail
+                );
+                let mut s = db.session().await?;
+                s.check(&check).await.map_err(|e| {
+                    Error::input(format!(
+                        "the source rejected the chunk query ({}); check --map. Statement: {check}",
+                        e.message
+                    ))
+                })?;
+                let converted: Vec<&str> = columns
+                    .iter()
+                    .zip(&choice.convert)
+                    .filter(|(_, convert)| **convert)
+                    .map(|(c, _)| c.target.name.as_str())
+                    .collect();
+                let mut note = format!(
+                    "COPY ({format}): each chunk streams from the source's COPY TO STDOUT into \
+                     the target's COPY FROM STDIN, in one target transaction that first deletes \
+                     the target's rows in the chunk's key range"
+                );
+                if !converted.is_empty() {
+                    note.push_str(&format!(
+                        "; converted to the target's type {}: {}",
+                        if binary {
+                            "on the source"
+                        } else {
+                            "by the target"
+                        },
+                        converted.join(", ")
+                    ));
+                }
+                if !binary {
+                    note.push_str(&format!(" (not binary: {})", choice.why));
+                }
+                (WritePath::Stream(stream), note)
+            }
+        }
+    } else {
+        (
+            WritePath::Insert,
+            if neutral {
+                "INSERT ... VALUES: values cross engines in neutral text forms that the \
+                 target turns back with SQL expressions"
+                    .to_string()
+            } else {
+                "INSERT ... VALUES: COPY is PostgreSQL's".to_string()
+            },
+        )
+    };
     let identity = JobIdentity {
         operation: "copy",
         source: spec.source.identity(),
@@ -179,6 +354,8 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         key_targets,
         key_positions,
         neutral,
+        source_dialect: d,
+        write,
     });
     eprintln!(
         "rowferry: copying across servers{}: {} -> {} ({})",
@@ -191,6 +368,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
             .collect::<Vec<_>>()
             .join(", ")
     );
+    eprintln!("rowferry: copying with {path_note}");
     Ok(PreparedJob {
         db,
         identity,
@@ -270,6 +448,349 @@ fn resolve(
     Ok(out)
 }
 
+/// How chunks are written into the target.
+enum WritePath {
+    /// SELECT the rows as text; DELETE their keys; INSERT ... VALUES.
+    Insert,
+    /// PostgreSQL to PostgreSQL whose key range means the same rows on
+    /// both sides: the source's COPY streams into the target's.
+    Stream(StreamCopy),
+    /// PostgreSQL to PostgreSQL otherwise: SELECT the rows as text;
+    /// DELETE their keys; COPY FROM STDIN (text) of the rows.
+    Rows { copy_in: String },
+}
+
+struct StreamCopy {
+    /// `SELECT list FROM source WHERE `: the chunk's range follows.
+    select: String,
+    /// `--where` and ORDER BY, after the range.
+    tail: String,
+    format: &'static str,
+    /// The source's key, for the chunk's bounds.
+    key: Key,
+    /// `DELETE FROM target WHERE` the chunk's range (target key columns,
+    /// bounds as parameters).
+    delete: ChunkSql,
+    copy_in: String,
+}
+
+impl StreamCopy {
+    /// The source's COPY for `chunk`. COPY takes no parameters: the bounds
+    /// are literals, cast exactly as `Dialect::key_param` casts a bound
+    /// parameter.
+    fn copy_out_sql(&self, d: &dyn Dialect, chunk: &Chunk) -> String {
+        format!(
+            "COPY ({}{}{}) TO STDOUT (FORMAT {})",
+            self.select,
+            literal_range(d, &self.key, chunk.lo.as_deref(), &chunk.hi),
+            self.tail,
+            self.format
+        )
+    }
+}
+
+/// A PostgreSQL string literal of `value` cast to `data_type` through
+/// text, like the bound parameter `$n::text::type`. An escape string
+/// (`E'...'`) with quotes and backslashes doubled reads the same whatever
+/// `standard_conforming_strings` says.
+fn pg_literal(value: &str, data_type: &str) -> String {
+    format!(
+        "E'{}'::text::{data_type}",
+        value.replace('\\', "\\\\").replace('\'', "''")
+    )
+}
+
+/// `key > lo AND key <= hi` with the bounds as literals: `key_range`'s
+/// shape.
+fn literal_range(d: &dyn Dialect, key: &Key, lo: Option<&[String]>, hi: &[String]) -> String {
+    let cols: Vec<String> = key.columns.iter().map(|c| d.quote_ident(&c.name)).collect();
+    let literals = |values: &[String]| -> Vec<String> {
+        key.columns
+            .iter()
+            .zip(values)
+            .map(|(c, v)| pg_literal(v, &c.data_type))
+            .collect()
+    };
+    let mut parts = Vec::new();
+    if let Some(lo) = lo {
+        parts.push(d.tuple_compare(&cols, ">", &literals(lo)));
+    }
+    parts.push(d.tuple_compare(&cols, "<=", &literals(hi)));
+    parts.join(" AND ")
+}
+
+/// Types below this oid are built into the server (`FirstNormalObjectId`):
+/// the same oid, name and binary form in every database of a major
+/// version. Extension and user types (enums, domains, composites) are not.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+/// (table oid) -> (column, type oid, collation as JSON or NULL). The
+/// collation's details (provider, locale, version) are read through
+/// `to_jsonb` so that columns a server version lacks read as NULL.
+const PG_COLUMN_FACTS: &str = "SELECT a.attname::text, a.atttypid::text, \
+       CASE WHEN a.attcollation = 0 THEN NULL \
+            WHEN a.attcollation = 100 THEN \
+              (SELECT jsonb_build_object('name', 'default', 'provider', j ->> 'datlocprovider', \
+                        'collate', j ->> 'datcollate', \
+                        'locale', coalesce(j ->> 'daticulocale', j ->> 'datlocale'), \
+                        'version', j ->> 'datcollversion')::text \
+                 FROM pg_catalog.pg_database d CROSS JOIN LATERAL to_jsonb(d) j \
+                WHERE d.datname = current_database()) \
+            ELSE \
+              (SELECT jsonb_build_object('name', c.collname, 'provider', j ->> 'collprovider', \
+                        'collate', j ->> 'collcollate', \
+                        'locale', coalesce(j ->> 'colliculocale', j ->> 'colllocale'), \
+                        'version', j ->> 'collversion')::text \
+                 FROM pg_catalog.pg_collation c CROSS JOIN LATERAL to_jsonb(c) j \
+                WHERE c.oid = a.attcollation) \
+       END \
+  FROM pg_catalog.pg_attribute a \
+ WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped";
+
+/// What the fast path needs to know of one side.
+struct PgFacts {
+    /// `server_version_num / 10000`: binary COPY between one major version.
+    major: u32,
+    /// Column -> (type oid, collation).
+    columns: HashMap<String, (u32, Option<Collation>)>,
+}
+
+async fn pg_facts(db: &dyn Database, table: &TableInfo) -> Result<PgFacts> {
+    let mut s = db.session().await?;
+    let version = s
+        .query("SELECT current_setting('server_version_num')", &[])
+        .await?;
+    let major = version
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0)
+        / 10000;
+    let mut columns = HashMap::new();
+    for row in s
+        .query(PG_COLUMN_FACTS, std::slice::from_ref(&table.id))
+        .await?
+    {
+        let text = |i: usize| row.get(i).cloned().flatten();
+        let collation = match text(2) {
+            Some(json) => Some(serde_json::from_str::<Collation>(&json).map_err(|e| {
+                Error::fatal(format!("internal: unreadable collation {json}: {e}"))
+            })?),
+            None => None,
+        };
+        columns.insert(
+            text(0).unwrap_or_default(),
+            (text(1).and_then(|o| o.parse().ok()).unwrap_or(0), collation),
+        );
+    }
+    Ok(PgFacts { major, columns })
+}
+
+/// A column's collation as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+struct Collation {
+    name: Option<String>,
+    provider: Option<String>,
+    collate: Option<String>,
+    locale: Option<String>,
+    version: Option<String>,
+}
+
+impl Collation {
+    /// libc's C or POSIX: bytes order, on any server.
+    fn byte_order(&self) -> bool {
+        matches!(self.provider.as_deref(), None | Some("c"))
+            && matches!(self.collate.as_deref(), Some("C" | "POSIX"))
+    }
+
+    /// Whether values order alike under this collation on one server and
+    /// `other` on another: both byte order, or the same collation in the
+    /// same version of its library (a libc or ICU upgrade may reorder
+    /// strings; without a version nothing proves it did not).
+    fn orders_like(&self, other: &Collation) -> bool {
+        (self.byte_order() && other.byte_order())
+            || (self == other && self.version.as_deref().is_some_and(|v| !v.is_empty()))
+    }
+}
+
+/// A column's type on one side.
+#[derive(Debug, Clone)]
+struct TypeFacts {
+    data_type: String,
+    oid: u32,
+    collation: Option<Collation>,
+}
+
+impl TypeFacts {
+    fn built_in(&self) -> bool {
+        self.oid != 0 && self.oid < FIRST_NORMAL_OID
+    }
+
+    /// The very same type: values travel in binary as they are.
+    fn same_as(&self, other: &TypeFacts) -> bool {
+        self.built_in() && self.oid == other.oid && self.data_type == other.data_type
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgPath {
+    Binary,
+    Text,
+    Rows,
+}
+
+#[derive(Debug)]
+struct PgChoice {
+    path: PgPath,
+    /// Per copied column: converted through text to the target's type
+    /// (else sent as the source has it).
+    convert: Vec<bool>,
+    /// Why not a faster path.
+    why: String,
+}
+
+/// The PostgreSQL to PostgreSQL path. `keys`: (source key column, its
+/// type, the target key column's type). `columns`: (target column, the
+/// type of the source column its expression names, if it names one, the
+/// target column's type). The target's chunk range can be deleted only
+/// where it holds exactly the keys the source's does: the same built-in
+/// key types, collations that order alike, and no `--where` (which leaves
+/// some of the range's rows out). Binary needs built-in target types and
+/// one major version.
+fn choose_pg_path(
+    has_where: bool,
+    keys: &[(String, TypeFacts, TypeFacts)],
+    columns: &[(String, Option<TypeFacts>, TypeFacts)],
+    same_major: bool,
+) -> PgChoice {
+    let convert: Vec<bool> = columns
+        .iter()
+        .map(|(_, from, to)| !from.as_ref().is_some_and(|f| f.same_as(to)))
+        .collect();
+    let rows = |why: String| PgChoice {
+        path: PgPath::Rows,
+        convert: convert.clone(),
+        why,
+    };
+    if has_where {
+        return rows(
+            "with --where a chunk's key range in the target may hold rows that --where leaves              out"
+            .into(),
+        );
+    }
+    for (name, from, to) in keys {
+        if !from.same_as(to) {
+            return rows(format!(
+                "key column {name} is {} in the source and {} in the target (a chunk's key                  range is only the same rows on both sides for the same built-in type)",
+                from.data_type, to.data_type
+            ));
+        }
+        match (&from.collation, &to.collation) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a.orders_like(b) => {}
+            (a, b) => {
+                let show = |c: &Option<Collation>| {
+                    c.as_ref().map_or("none".to_string(), |c| {
+                        format!(
+                            "{} ({}{})",
+                            c.name.as_deref().unwrap_or("?"),
+                            c.collate.as_deref().or(c.locale.as_deref()).unwrap_or("?"),
+                            c.version
+                                .as_deref()
+                                .filter(|v| !v.is_empty())
+                                .map(|v| format!(", version {v}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                };
+                return rows(format!(
+                    "key column {name} sorts by collation {} in the source and {} in the \
+                     target, not known to order alike",
+                    show(a),
+                    show(b)
+                ));
+            }
+        }
+    }
+    let text = |why: String| PgChoice {
+        path: PgPath::Text,
+        convert: convert.clone(),
+        why,
+    };
+    if !same_major {
+        return text("the servers are of different major versions".into());
+    }
+    if let Some((name, _, to)) = columns.iter().find(|(_, _, to)| !to.built_in()) {
+        return text(format!(
+            "target column {name} is of type {}, not built in (its binary form may differ              between databases)",
+            to.data_type
+        ));
+    }
+    PgChoice {
+        path: PgPath::Binary,
+        convert,
+        why: String::new(),
+    }
+}
+
+/// Rows in COPY's text format: tab between values, newline after each
+/// row, `\N` for NULL, backslash, tab, newline and carriage return escaped.
+/// Parts of the chunk are encoded on all cores at once.
+async fn encode_copy_text(rows: Vec<crate::db::Row>) -> Result<CopyData<'static>> {
+    const ROWS_PER_PIECE: usize = 2048;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Off the async runtime's threads: rayon's pool waits for its parts.
+    rayon::spawn(move || {
+        let pieces: Vec<bytes::Bytes> = rows
+            .par_chunks(ROWS_PER_PIECE)
+            .map(|part| {
+                let mut out = Vec::with_capacity(part.len() * 64);
+                for row in part {
+                    encode_text_row(row, &mut out);
+                }
+                bytes::Bytes::from(out)
+            })
+            .collect();
+        let _ = tx.send(pieces);
+    });
+    let pieces = rx
+        .await
+        .map_err(|_| Error::fatal("internal: the COPY encoder stopped"))?;
+    Ok(Box::pin(futures_util::stream::iter(
+        pieces.into_iter().map(Ok),
+    )))
+}
+
+fn encode_text_row(row: &[Option<String>], out: &mut Vec<u8>) {
+    for (i, value) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match value {
+            None => out.extend_from_slice(b"\\N"),
+            Some(v) => {
+                // UTF-8 continuation bytes are >= 0x80: never one of these.
+                let bytes = v.as_bytes();
+                let mut start = 0;
+                for (at, &b) in bytes.iter().enumerate() {
+                    let escaped: &[u8] = match b {
+                        b'\\' => b"\\\\",
+                        b'\t' => b"\\t",
+                        b'\n' => b"\\n",
+                        b'\r' => b"\\r",
+                        _ => continue,
+                    };
+                    out.extend_from_slice(&bytes[start..at]);
+                    out.extend_from_slice(escaped);
+                    start = at + 1;
+                }
+                out.extend_from_slice(&bytes[start..]);
+            }
+        }
+    }
+    out.push(b'\n');
+}
+
 struct TransferWork {
     target_db: Arc<dyn Database>,
     read: ChunkSql,
@@ -280,12 +801,21 @@ struct TransferWork {
     /// Where each key column is in a read row.
     key_positions: Vec<usize>,
     neutral: bool,
+    source_dialect: &'static dyn Dialect,
+    write: WritePath,
 }
 
 impl TransferWork {
     /// DELETE of the chunk's keys, then INSERTs of its rows, in statements
     /// under the parameter limit.
     fn statements(&self, td: &dyn Dialect, rows: &[crate::db::Row]) -> Vec<Statement> {
+        let mut statements = self.delete_statements(td, rows);
+        statements.extend(self.insert_statements(td, rows));
+        statements
+    }
+
+    /// DELETE of the rows' keys, in statements under the parameter limit.
+    fn delete_statements(&self, td: &dyn Dialect, rows: &[crate::db::Row]) -> Vec<Statement> {
         let mut statements = Vec::new();
         let keys_per = (MAX_PARAMS / self.key_targets.len().max(1)).max(1);
         for batch in rows.chunks(keys_per) {
@@ -322,6 +852,12 @@ impl TransferWork {
                 params,
             });
         }
+        statements
+    }
+
+    /// INSERTs of the rows, in statements under the parameter limit.
+    fn insert_statements(&self, td: &dyn Dialect, rows: &[crate::db::Row]) -> Vec<Statement> {
+        let mut statements = Vec::new();
         let names = self
             .columns
             .iter()
@@ -370,13 +906,33 @@ impl TransferWork {
 #[async_trait]
 impl ChunkWork for TransferWork {
     async fn run(&self, session: &mut dyn Session, chunk: &Chunk) -> Result<u64> {
+        let td = self.target_db.dialect();
+        if let WritePath::Stream(copy) = &self.write {
+            let mut target = self.target_db.session().await?;
+            let data = session
+                .copy_out(&copy.copy_out_sql(self.source_dialect, chunk))
+                .await?;
+            let delete = copy.delete.statement(chunk);
+            let (_, rows) = target
+                .transaction_with_copy_in(std::slice::from_ref(&delete), &copy.copy_in, data)
+                .await?;
+            return Ok(rows);
+        }
         let read = self.read.statement(chunk);
         let rows = session.query(&read.sql, &read.params).await?;
         if rows.is_empty() {
             return Ok(0);
         }
         let mut target = self.target_db.session().await?;
-        let statements = self.statements(self.target_db.dialect(), &rows);
+        if let WritePath::Rows { copy_in } = &self.write {
+            let deletes = self.delete_statements(td, &rows);
+            let data = encode_copy_text(rows).await?;
+            let (_, copied) = target
+                .transaction_with_copy_in(&deletes, copy_in, data)
+                .await?;
+            return Ok(copied);
+        }
+        let statements = self.statements(td, &rows);
         target.transaction(&statements).await?;
         Ok(rows.len() as u64)
     }
@@ -424,6 +980,8 @@ mod tests {
             key_positions: vec![0],
             columns,
             neutral: true,
+            source_dialect: &Mysql,
+            write: WritePath::Insert,
         };
         work.statements(&Mysql, rows)
     }
@@ -446,6 +1004,133 @@ mod tests {
             "INSERT INTO `s`.`t` (`id`, `b`) VALUES (:p1, UNHEX(:p2)), (:p3, NULL)"
         );
         assert_eq!(got[1].params, ["1", "00FF", "2"]);
+    }
+
+    #[test]
+    fn copy_bounds_are_literals_cast_like_bound_parameters() {
+        use crate::dialect::postgres::Postgres;
+        use crate::dialect::test_support::key;
+        assert_eq!(pg_literal("12", "bigint"), "E'12'::text::bigint");
+        assert_eq!(
+            pg_literal("it's a \\ $1", "text"),
+            "E'it''s a \\\\ $1'::text::text"
+        );
+        let k = key(&[("a b", "text"), ("n", "numeric(10,2)")]);
+        let lo = ["x'".to_string(), "1.50".to_string()];
+        let hi = ["y".to_string(), "2.00".to_string()];
+        assert_eq!(
+            literal_range(&Postgres, &k, Some(&lo), &hi),
+            "(\"a b\", \"n\") > (E'x'''::text::text, E'1.50'::text::numeric(10,2)) AND \
+             (\"a b\", \"n\") <= (E'y'::text::text, E'2.00'::text::numeric(10,2))"
+        );
+        let one = key(&[("id", "bigint")]);
+        assert_eq!(
+            literal_range(&Postgres, &one, None, &["7".to_string()]),
+            "\"id\" <= E'7'::text::bigint"
+        );
+    }
+
+    #[test]
+    fn copy_text_rows_escape_what_copy_reads_as_syntax() {
+        let mut out = Vec::new();
+        encode_text_row(
+            &[
+                Some("a\tb\nc\rd\\e\\.".into()),
+                None,
+                Some(String::new()),
+                Some("Grüße 🚚".into()),
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\tb\\nc\\rd\\\\e\\\\.\t\\N\t\tGrüße 🚚\n"
+        );
+    }
+
+    fn facts(ty: &str, oid: u32, collation: Option<Collation>) -> TypeFacts {
+        TypeFacts {
+            data_type: ty.into(),
+            oid,
+            collation,
+        }
+    }
+
+    fn collation(name: &str, collate: &str, version: Option<&str>) -> Collation {
+        Collation {
+            name: Some(name.into()),
+            provider: Some("c".into()),
+            collate: Some(collate.into()),
+            locale: None,
+            version: version.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_copy_path_follows_the_types_collations_and_where() {
+        let int8 = || facts("bigint", 20, None);
+        let key = |from: TypeFacts, to: TypeFacts| vec![("id".to_string(), from, to)];
+        let cols = vec![
+            ("id".to_string(), Some(int8()), int8()),
+            (
+                "v".to_string(),
+                Some(facts("character varying(20)", 1043, None)),
+                facts("text", 25, None),
+            ),
+            ("label".to_string(), None, facts("text", 25, None)),
+        ];
+        let got = choose_pg_path(false, &key(int8(), int8()), &cols, true);
+        assert_eq!(got.path, PgPath::Binary);
+        assert_eq!(got.convert, [false, true, true]);
+        // Another major version, or a type that is not built in: text.
+        let got = choose_pg_path(false, &key(int8(), int8()), &cols, false);
+        assert_eq!(got.path, PgPath::Text);
+        let mut with_enum = cols.clone();
+        with_enum.push((
+            "m".into(),
+            Some(facts("s.mood", 16500, None)),
+            facts("s.mood", 16600, None),
+        ));
+        let got = choose_pg_path(false, &key(int8(), int8()), &with_enum, true);
+        assert_eq!((got.path, got.convert[3]), (PgPath::Text, true));
+        assert!(got.why.contains("target column m"), "{}", got.why);
+        // The target's key range may hold other keys: rows by SELECT.
+        let got = choose_pg_path(false, &key(facts("integer", 23, None), int8()), &cols, true);
+        assert_eq!(got.path, PgPath::Rows);
+        assert!(
+            got.why.contains("integer in the source and bigint"),
+            "{}",
+            got.why
+        );
+        assert_eq!(
+            choose_pg_path(true, &key(int8(), int8()), &cols, true).path,
+            PgPath::Rows
+        );
+        let text = |c: Collation| facts("text", 25, Some(c));
+        let en = collation("default", "en_US.UTF-8", None);
+        let got = choose_pg_path(false, &key(text(en.clone()), text(en)), &cols, true);
+        assert_eq!(
+            got.path,
+            PgPath::Rows,
+            "no version: nothing proves the order"
+        );
+        assert!(
+            got.why.contains("collation default (en_US.UTF-8)"),
+            "{}",
+            got.why
+        );
+        let en = collation("default", "en_US.UTF-8", Some("2.36"));
+        let got = choose_pg_path(false, &key(text(en.clone()), text(en.clone())), &cols, true);
+        assert_eq!(got.path, PgPath::Binary, "same collation, same version");
+        let newer = collation("default", "en_US.UTF-8", Some("2.41"));
+        let got = choose_pg_path(false, &key(text(en), text(newer)), &cols, true);
+        assert_eq!(got.path, PgPath::Rows, "a libc upgrade may reorder");
+        let (c, posix) = (
+            collation("C", "C", None),
+            collation("default", "POSIX", None),
+        );
+        let got = choose_pg_path(false, &key(text(c), text(posix)), &cols, true);
+        assert_eq!(got.path, PgPath::Binary, "byte order on both sides");
     }
 
     #[test]
