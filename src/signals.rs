@@ -37,13 +37,16 @@ pub trait Signal: Send + Sync {
     async fn check(&self) -> Verdict;
 }
 
-/// A database the observer asks: the job's own pool, or a replica it
-/// connects to on first use and again after an error (a replica may
-/// restart during a long job).
+/// A database the observer asks: the job's own server (through one
+/// connection of its own: the pool's are all taken by the workers, the
+/// planner and the job), or a replica it connects to on first use. After
+/// an error it connects again (a replica may restart during a long job).
 struct Lazy {
-    /// None for the job's pool (which reconnects on its own).
+    /// None for the job's server.
     url: Option<DbUrl>,
     db: tokio::sync::Mutex<Option<Arc<dyn Database>>>,
+    /// The connection in use, kept between measurements.
+    session: tokio::sync::Mutex<Option<Box<dyn db::Session>>>,
 }
 
 impl Lazy {
@@ -51,6 +54,7 @@ impl Lazy {
         Lazy {
             url: Some(url),
             db: tokio::sync::Mutex::new(None),
+            session: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -58,6 +62,7 @@ impl Lazy {
         Lazy {
             url: None,
             db: tokio::sync::Mutex::new(Some(db)),
+            session: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -79,7 +84,24 @@ impl Lazy {
         Ok(db)
     }
 
+    /// The kept connection (opened outside any pool when there is none),
+    /// and the server's dialect.
+    async fn session(
+        &self,
+    ) -> Result<(
+        &'static dyn Dialect,
+        tokio::sync::MutexGuard<'_, Option<Box<dyn db::Session>>>,
+    )> {
+        let db = self.database().await?;
+        let mut slot = self.session.lock().await;
+        if slot.is_none() {
+            *slot = Some(db.dedicated_session().await?);
+        }
+        Ok((db.dialect(), slot))
+    }
+
     async fn forget(&self) {
+        *self.session.lock().await = None;
         if self.url.is_some() {
             *self.db.lock().await = None;
         }
@@ -92,9 +114,10 @@ impl Lazy {
         sql: Option<&str>,
     ) -> std::result::Result<(&'static dyn Dialect, Vec<NamedRow>), String> {
         let answer = tokio::time::timeout(ANSWER_WITHIN, async {
-            let db = self.database().await?;
-            let d = db.dialect();
-            let mut session = db.session().await?;
+            let (d, mut slot) = self.session().await?;
+            let session = slot
+                .as_mut()
+                .ok_or_else(|| Error::fatal("internal: no session"))?;
             let sql = sql.unwrap_or(d.signals().replica_status_sql());
             Ok((d, session.query_named(sql).await?))
         })
@@ -105,8 +128,10 @@ impl Lazy {
     /// Plain rows for `sql`, within `ANSWER_WITHIN`.
     async fn rows(&self, sql: &str) -> std::result::Result<Vec<db::Row>, String> {
         let answer = tokio::time::timeout(ANSWER_WITHIN, async {
-            let db = self.database().await?;
-            let mut session = db.session().await?;
+            let (_, mut slot) = self.session().await?;
+            let session = slot
+                .as_mut()
+                .ok_or_else(|| Error::fatal("internal: no session"))?;
             session.query(sql, &[]).await
         })
         .await;

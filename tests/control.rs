@@ -1041,3 +1041,31 @@ async fn an_unusable_control_socket_or_metrics_address_is_refused_before_anythin
     drop(taken);
     db.cleanup().await;
 }
+
+/// The load signal has a connection of its own: a copy that runs longer
+/// than a signal may take to answer (5 s) is not held forever by its own
+/// workers holding every pooled connection (it was, with the default
+/// `--max-load`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_copy_with_the_default_max_load_finishes() {
+    let db = TestDb::new("ctl_longload").await;
+    pg_tables(&db, 28_000).await;
+    let args = with(
+        db.copy_args("src", "dst"),
+        &[
+            "--chunk-rows",
+            "500",
+            "--chunk-time",
+            "0",
+            "--workers",
+            "2",
+            "--max-rows-per-sec",
+            "4000",
+        ],
+    );
+    let (code, err) = Job::start(&args).finish_within(40);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("load unknown"), "{err}");
+    assert_same(&db).await;
+    db.cleanup().await;
+}

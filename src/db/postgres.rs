@@ -13,6 +13,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Config, NoTls};
 
+/// Statements longer than this are not kept in the per-connection cache.
+const UNCACHED_ABOVE: usize = 8 * 1024;
+
 pub struct PgDatabase {
     pool: Pool,
     config: Config,
@@ -120,8 +123,15 @@ struct PgSession {
 impl PgSession {
     async fn prepare(&self, sql: &str, params: usize) -> Result<tokio_postgres::Statement> {
         let types = vec![Type::TEXT; params];
+        // Chunk statements repeat and are cached per connection. A long
+        // one is unique (a chunk's multi-row INSERT written to another
+        // server): cached, each would stay in the server's memory until
+        // the connection closed; prepared afresh, it is closed when done.
         let prepared = match &self.client {
-            PgClient::Pooled(c) => c.prepare_typed_cached(sql, &types).await,
+            PgClient::Pooled(c) if sql.len() <= UNCACHED_ABOVE => {
+                c.prepare_typed_cached(sql, &types).await
+            }
+            PgClient::Pooled(c) => c.prepare_typed(sql, &types).await,
             PgClient::Dedicated(c) => c.prepare_typed(sql, &types).await,
         };
         prepared.map_err(|e| self.error(&e))
