@@ -21,7 +21,10 @@ fn copy_creating(source: &TestDb, target: &TestDb, table: &str, extra: &[&str]) 
             target.q("made"),
             "--create-target".into(),
             "--checkpoint".into(),
-            source.path("create.checkpoint").display().to_string(),
+            source
+                .path(&format!("create-{table}.checkpoint"))
+                .display()
+                .to_string(),
             "--chunk-rows".into(),
             "300".into(),
             "--chunk-time".into(),
@@ -169,6 +172,80 @@ async fn an_unmappable_type_is_refused_until_cast_and_mapped() {
             .await,
         "2:PT36H:1"
     );
+    my.cleanup().await;
+    pg.cleanup().await;
+}
+
+/// Values with no counterpart fail loudly instead of arriving changed:
+/// infinite and BC timestamps into MariaDB, text too long for a narrower
+/// PostgreSQL column. MySQL BIT travels as its bytes; times keep their
+/// microseconds and verify equal.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_without_a_counterpart_fail_loudly_and_odd_types_stay_exact() {
+    let pg = TestDb::new("ct_edges").await;
+    let my = TestDb::mysql("ct_edges").await;
+    let my2 = TestDb::mysql("ct_edges2").await;
+    pg.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, at timestamp);
+         INSERT INTO {s}.src VALUES (1, '2020-01-01'), (2, 'infinity');
+         CREATE TABLE {s}.bc (id int PRIMARY KEY, at timestamptz);
+         INSERT INTO {s}.bc VALUES (1, '0044-03-15 12:00:00+00 BC');
+         CREATE TABLE {s}.times (id int PRIMARY KEY, t time(3));
+         INSERT INTO {s}.times VALUES (1, '10:00:00'), (2, '23:59:59.999'), (3, NULL);
+         CREATE TABLE {s}.narrow (id int PRIMARY KEY, v varchar(3));",
+    )
+    .await;
+    for table in ["src", "bc"] {
+        let out = run(&copy_creating(&pg, &my, table, &[]));
+        expect_exit(&out, 1);
+        assert!(
+            stderr(&out).contains("Incorrect datetime value"),
+            "{table}: {}",
+            stderr(&out)
+        );
+        my.exec("DROP TABLE {s}.made").await;
+    }
+    // Times: created as time(3), equal to the microsecond.
+    expect_exit(&run(&copy_creating(&pg, &my, "times", &[])), 0);
+    expect_exit(&verify(&pg, &my, "times"), 0);
+
+    // A longer value into a narrower PostgreSQL column is refused, not cut.
+    my.exec(
+        "CREATE TABLE {s}.wide (id int PRIMARY KEY, v varchar(10));
+         INSERT INTO {s}.wide VALUES (1, 'abcdefgh')",
+    )
+    .await;
+    let into_narrow = vec![
+        "copy".to_string(),
+        "--source".into(),
+        my.url(),
+        "--target".into(),
+        pg.url(),
+        "--table".into(),
+        my.q("wide"),
+        "--target-table".into(),
+        pg.q("narrow"),
+        "--checkpoint".into(),
+        my.path("narrow.checkpoint").display().to_string(),
+    ];
+    let out = run(&into_narrow);
+    expect_exit(&out, 1);
+    assert!(stderr(&out).contains("too long"), "{}", stderr(&out));
+    assert_eq!(pg.count("narrow").await, 0);
+
+    // MySQL BIT between two databases: its bytes, exactly.
+    my.exec(
+        "CREATE TABLE {s}.bits (id int PRIMARY KEY, b bit(8), p point);
+         INSERT INTO {s}.bits VALUES (1, b'11001000', POINT(1.5, -2)), (2, b'00000001', NULL)",
+    )
+    .await;
+    expect_exit(&run(&copy_creating(&my, &my2, "bits", &[])), 0);
+    assert_eq!(
+        my2.scalar("SELECT GROUP_CONCAT(CONCAT(id, ':', b + 0, ':', IFNULL(ST_AsText(p), '-')) ORDER BY id) FROM {s}.made")
+            .await,
+        "1:200:POINT(1.5 -2),2:1:-"
+    );
+    my2.cleanup().await;
     my.cleanup().await;
     pg.cleanup().await;
 }

@@ -121,10 +121,19 @@ impl WireSql for Postgres {
             Kind::Float => format!(
                 "regexp_replace(replace((({expr})::float8)::text, 'e+', 'e'), 'e(-?)0+([0-9])', 'e\\1\\2')"
             ),
-            Kind::Timestamp => format!("to_char(({expr}), 'YYYY-MM-DD HH24:MI:SS.US')"),
-            Kind::TimestampTz => {
-                format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
-            }
+            // Infinities and years BC have no neutral form: they travel as
+            // PostgreSQL prints them, which the other engine refuses.
+            Kind::Timestamp => format!(
+                "CASE WHEN isfinite({expr}) AND ({expr}) >= timestamp '0001-01-01' \
+                 THEN to_char(({expr}), 'YYYY-MM-DD HH24:MI:SS.US') ELSE ({expr})::text END"
+            ),
+            Kind::TimestampTz => format!(
+                "CASE WHEN isfinite({expr}) AND ({expr}) >= timestamptz '0001-01-01 00:00:00+00' \
+                 THEN to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+                 ELSE ({expr})::text END"
+            ),
+            // Microseconds always, as MySQL's TIME_FORMAT prints them.
+            Kind::Time => format!("to_char(date '2000-01-01' + ({expr}), 'HH24:MI:SS.US')"),
             _ => format!("({expr})::text"),
         }
     }
@@ -147,6 +156,9 @@ impl WireSql for Postgres {
             (true, Kind::Binary) => format!("decode(${n}::text, 'hex')"),
             // Neutral instants are UTC without an offset.
             (true, Kind::TimestampTz) => format!("(${n}::text || '+00')::{ty}"),
+            // Text is assigned, not cast: an explicit cast to varchar(n)
+            // would cut a longer value, the INSERT's assignment refuses it.
+            (_, Kind::Text) => format!("${n}::text"),
             _ => format!("${n}::text::{ty}"),
         }
     }
@@ -183,10 +195,13 @@ impl WireSql for Mysql {
     fn wire_out(&self, expr: &str, kind: Kind, _neutral: bool) -> String {
         // Sessions run in UTC, so a TIMESTAMP reads as its UTC instant.
         match kind {
-            Kind::Binary => format!("HEX({expr})"),
+            // Other kinds (BIT, geometry, ...) only travel between MySQL
+            // servers: as their bytes, like mysqldump --hex-blob.
+            Kind::Binary | Kind::Other => format!("HEX({expr})"),
             Kind::Timestamp | Kind::TimestampTz => {
                 format!("DATE_FORMAT({expr}, '%Y-%m-%d %H:%i:%s.%f')")
             }
+            Kind::Time => format!("TIME_FORMAT({expr}, '%H:%i:%s.%f')"),
             // FLOAT prints 6 digits; as DOUBLE every bit shows.
             Kind::Float => format!("CAST(CAST({expr} AS DOUBLE) AS CHAR)"),
             _ => format!("CAST({expr} AS CHAR)"),
@@ -209,7 +224,7 @@ impl WireSql for Mysql {
 
     fn wire_in(&self, n: usize, column: &Column, _neutral: bool) -> String {
         match self.kind(column) {
-            Kind::Binary => format!("UNHEX(:p{n})"),
+            Kind::Binary | Kind::Other => format!("UNHEX(:p{n})"),
             // A string converts to the column's type on assignment (strict
             // mode refuses what does not fit).
             _ => format!(":p{n}"),
