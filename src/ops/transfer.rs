@@ -356,6 +356,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         neutral,
         source_dialect: d,
         write,
+        overriding_identity: columns.iter().any(|c| c.target.identity_always),
     });
     eprintln!(
         "rowferry: copying across servers{}: {} -> {} ({})",
@@ -803,7 +804,13 @@ struct TransferWork {
     neutral: bool,
     source_dialect: &'static dyn Dialect,
     write: WritePath,
+    /// A GENERATED ALWAYS identity column is written (PostgreSQL).
+    overriding_identity: bool,
 }
+
+/// Key tuples per DELETE or lookup: PostgreSQL runs out of stack on
+/// `(a, b) IN (...)` lists of about 10,000 tuples.
+const KEYS_PER_STATEMENT: usize = 1000;
 
 impl TransferWork {
     /// DELETE of the chunk's keys, then INSERTs of its rows, in statements
@@ -814,45 +821,101 @@ impl TransferWork {
         statements
     }
 
-    /// DELETE of the rows' keys, in statements under the parameter limit.
+    /// `(key columns) IN ((...), ...)` for a batch of rows, and its params.
+    fn key_list(&self, td: &dyn Dialect, batch: &[crate::db::Row]) -> (String, Vec<String>) {
+        let mut n = 0;
+        let mut params = Vec::new();
+        let tuples: Vec<String> = batch
+            .iter()
+            .map(|row| {
+                let values: Vec<String> = self
+                    .key_targets
+                    .iter()
+                    .zip(&self.key_positions)
+                    .map(|(column, &at)| {
+                        n += 1;
+                        params.push(row.get(at).cloned().flatten().unwrap_or_default());
+                        td.wire().wire_in(n, column, self.neutral)
+                    })
+                    .collect();
+                format!("({})", values.join(", "))
+            })
+            .collect();
+        let keys = self
+            .key_targets
+            .iter()
+            .map(|c| td.quote_ident(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (format!("({keys}) IN ({})", tuples.join(", ")), params)
+    }
+
+    /// DELETE of the rows' keys, a batch of keys per statement.
     fn delete_statements(&self, td: &dyn Dialect, rows: &[crate::db::Row]) -> Vec<Statement> {
-        let mut statements = Vec::new();
-        let keys_per = (MAX_PARAMS / self.key_targets.len().max(1)).max(1);
-        for batch in rows.chunks(keys_per) {
-            let mut n = 0;
-            let mut params = Vec::new();
-            let tuples: Vec<String> = batch
-                .iter()
-                .map(|row| {
-                    let values: Vec<String> = self
-                        .key_targets
-                        .iter()
-                        .zip(&self.key_positions)
-                        .map(|(column, &at)| {
-                            n += 1;
-                            params.push(row.get(at).cloned().flatten().unwrap_or_default());
-                            td.wire().wire_in(n, column, self.neutral)
-                        })
-                        .collect();
-                    format!("({})", values.join(", "))
-                })
-                .collect();
-            let keys = self
-                .key_targets
-                .iter()
-                .map(|c| td.quote_ident(&c.name))
-                .collect::<Vec<_>>()
-                .join(", ");
-            statements.push(Statement {
-                sql: format!(
-                    "DELETE FROM {} WHERE ({keys}) IN ({})",
-                    self.target_q,
-                    tuples.join(", ")
-                ),
-                params,
-            });
+        rows.chunks(KEYS_PER_STATEMENT)
+            .map(|batch| {
+                let (list, params) = self.key_list(td, batch);
+                Statement {
+                    sql: format!("DELETE FROM {} WHERE {list}", self.target_q),
+                    params,
+                }
+            })
+            .collect()
+    }
+
+    /// Refuse a chunk whose keys the target finds rows for under other
+    /// keys (a case- or accent-insensitive collation, trailing spaces):
+    /// replacing the chunk's rows would delete those rows, which belong to
+    /// other source keys.
+    async fn refuse_colliding_keys(
+        &self,
+        td: &dyn Dialect,
+        target: &mut dyn Session,
+        rows: &[crate::db::Row],
+    ) -> Result<()> {
+        let sent: std::collections::HashSet<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                self.key_positions
+                    .iter()
+                    .map(|&at| r.get(at).cloned().flatten().unwrap_or_default())
+                    .collect()
+            })
+            .collect();
+        let printed = self
+            .key_targets
+            .iter()
+            .map(|c| {
+                td.wire()
+                    .wire_out(&td.quote_ident(&c.name), td.wire().kind(c), self.neutral)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        for batch in rows.chunks(KEYS_PER_STATEMENT) {
+            let (list, params) = self.key_list(td, batch);
+            let found = target
+                .query(
+                    &format!("SELECT {printed} FROM {} WHERE {list}", self.target_q),
+                    &params,
+                )
+                .await?;
+            for key in found {
+                let key: Vec<String> = key.into_iter().map(Option::unwrap_or_default).collect();
+                if !sent.contains(&key) {
+                    return Err(Error::fatal(format!(
+                        "{} holds a row with key ({}) that its key columns treat as equal to a \
+                         different key of this chunk (a case- or accent-insensitive collation, \
+                         or trailing spaces): writing the chunk would replace that row. Give \
+                         the target's key columns a binary collation (utf8mb4_bin, COLLATE \
+                         \"C\"), then rerun the same command to resume; nothing of this chunk \
+                         was written",
+                        self.target_name,
+                        key.join(", ")
+                    )));
+                }
+            }
         }
-        statements
+        Ok(())
     }
 
     /// INSERTs of the rows, in statements under the parameter limit.
@@ -892,8 +955,13 @@ impl TransferWork {
                 .collect();
             statements.push(Statement {
                 sql: format!(
-                    "INSERT INTO {} ({names}) VALUES {}",
+                    "INSERT INTO {} ({names}) {}VALUES {}",
                     self.target_q,
+                    if self.overriding_identity {
+                        "OVERRIDING SYSTEM VALUE "
+                    } else {
+                        ""
+                    },
                     tuples.join(", ")
                 ),
                 params: params.into_iter().flatten().collect(),
@@ -924,6 +992,8 @@ impl ChunkWork for TransferWork {
             return Ok(0);
         }
         let mut target = self.target_db.session().await?;
+        self.refuse_colliding_keys(td, target.as_mut(), &rows)
+            .await?;
         if let WritePath::Rows { copy_in } = &self.write {
             let deletes = self.delete_statements(td, &rows);
             let data = encode_copy_text(rows).await?;
@@ -982,6 +1052,7 @@ mod tests {
             neutral: true,
             source_dialect: &Mysql,
             write: WritePath::Insert,
+            overriding_identity: false,
         };
         work.statements(&Mysql, rows)
     }
