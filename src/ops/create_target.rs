@@ -107,7 +107,8 @@ pub async fn ensure(spec: &CopySpec, opts: &RunOptions, casts: &[Cast]) -> Resul
             let (from, to) = (d.wire().kind(c), td.wire().kind(&to));
             if !mapped && !crate::dialect::wire::faithful(from, to) {
                 return Err(Error::input(format!(
-                    "--create-target: column {} ({}) cannot become {} on the target exactly;                      convert it on the source with --map {}=<expression> (and --cast {}=TYPE)",
+                    "--create-target: column {} ({}) cannot become {} on the target exactly; \
+                     convert it on the source with --map {}=<expression> (and --cast {}=TYPE)",
                     c.name, c.data_type, new.data_type, c.name, c.name
                 )));
             }

@@ -586,6 +586,9 @@ impl Exchange {
             swap.create_like_sql(&waiting_q, &standby_q),
             vec![swap.drop_table_sql(&waiting_q)],
         ));
+        // LIKE copies the table comment (the cutover record, in a
+        // rollback): the stand-in must not pass for the old table.
+        steps.push((swap.comment_sql(&waiting_q, Some(STAND_IN_COMMENT)), vec![]));
         let commented = match self.comment.side {
             Side::Live => &live_q,
             Side::Standby => &standby_q,

@@ -675,14 +675,16 @@ fn choose_pg_path(
     };
     if has_where {
         return rows(
-            "with --where a chunk's key range in the target may hold rows that --where leaves              out"
+            "with --where a chunk's key range in the target may hold rows that --where leaves \
+             out"
             .into(),
         );
     }
     for (name, from, to) in keys {
         if !from.same_as(to) {
             return rows(format!(
-                "key column {name} is {} in the source and {} in the target (a chunk's key                  range is only the same rows on both sides for the same built-in type)",
+                "key column {name} is {} in the source and {} in the target (a chunk's key \
+                 range is only the same rows on both sides for the same built-in type)",
                 from.data_type, to.data_type
             ));
         }
@@ -723,7 +725,8 @@ fn choose_pg_path(
     }
     if let Some((name, _, to)) = columns.iter().find(|(_, _, to)| !to.built_in()) {
         return text(format!(
-            "target column {name} is of type {}, not built in (its binary form may differ              between databases)",
+            "target column {name} is of type {}, not built in (its binary form may differ \
+             between databases)",
             to.data_type
         ));
     }
