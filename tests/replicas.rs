@@ -207,3 +207,60 @@ async fn mysql_stopped_replica_sql_thread_holds_every_chunk() {
     );
     db.cleanup().await;
 }
+
+/// One run per target table, whichever source feeds it: the lock is taken
+/// on the target's server. A second copy reading the same table from
+/// another server (the replica) into the same MariaDB table is refused
+/// while the first writes (with the lock on the source, both ran).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_source_writing_the_same_target_is_refused() {
+    replicas();
+    let pg = TestDb::new("rep_lock").await;
+    let my = TestDb::mysql("rep_lock").await;
+    pg.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, v int);
+         INSERT INTO {s}.src SELECT g, g FROM generate_series(1, 5000) g",
+    )
+    .await;
+    my.exec("CREATE TABLE {s}.dst (id int PRIMARY KEY, v int)")
+        .await;
+    let copy = |source: &str, checkpoint: &str, extra: &[&str]| {
+        with(
+            vec![
+                "copy".into(),
+                "--source".into(),
+                source.into(),
+                "--target".into(),
+                my.url(),
+                "--table".into(),
+                pg.q("src"),
+                "--target-table".into(),
+                my.q("dst"),
+                "--checkpoint".into(),
+                pg.path(checkpoint).display().to_string(),
+            ],
+            extra,
+        )
+    };
+    let mut first = Running::start(&copy(
+        &pg.url(),
+        "first.checkpoint",
+        &[
+            "--max-rows-per-sec",
+            "1000",
+            "--chunk-rows",
+            "200",
+            "--chunk-time",
+            "0",
+        ],
+    ));
+    first.wait_for_progress(|p| p["rows_done"].as_u64().is_some_and(|n| n > 0));
+    let out = run(&copy(PG_REPLICA, "second.checkpoint", &[]));
+    expect_exit(&out, 2);
+    assert!(stderr(&out).contains("already writing"), "{}", stderr(&out));
+    first.signal(libc::SIGINT);
+    let (code, err) = first.finish();
+    assert_eq!(code, Some(130), "{err}");
+    my.cleanup().await;
+    pg.cleanup().await;
+}

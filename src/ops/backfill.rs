@@ -291,6 +291,7 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
             work,
             source: table,
             phase: "backfill",
+            lock_db: None,
             lock_name,
             summary_note: None,
             before_chunks: None,

@@ -238,6 +238,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             work,
             source,
             phase: "copy",
+            lock_db: None,
             lock_name: format!("rowferry:writes:{}", target.id),
             side_state: Default::default(),
             summary_note: None,

@@ -149,6 +149,9 @@ pub struct PreparedJob {
     pub source: TableInfo,
     /// The progress bar's label and the summary's operation name.
     pub phase: &'static str,
+    /// Where the job's lock is taken when the table it writes is on
+    /// another server than the source (None: the source's).
+    pub lock_db: Option<Arc<dyn Database>>,
     /// The advisory lock that allows one run at a time. Keyed by the
     /// catalog id of the table the job writes, not by how the URL was
     /// spelled, so no two runs can write one table at once.
@@ -261,17 +264,20 @@ impl LedgerSink for CheckpointFile {
 
 /// Run a prepared job to the end, an interruption, or a failure.
 pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
-    let d = job.db.dialect();
     let path = job.checkpoint_path(opts);
 
-    // One run per job: the lock lives as long as this session.
-    let mut lock_session = job
-        .db
+    // One run per job: the lock lives as long as this session, on the
+    // server that holds the table the job writes.
+    let lock_db = job.lock_db.as_ref().unwrap_or(&job.db);
+    let mut lock_session = lock_db
         .dedicated_session()
         .await
         .map_err(|e| e.with_kind(ErrorKind::Input))?;
     let held = lock_session
-        .query(d.try_job_lock_sql(), std::slice::from_ref(&job.lock_name))
+        .query(
+            lock_db.dialect().try_job_lock_sql(),
+            std::slice::from_ref(&job.lock_name),
+        )
         .await?;
     if cell(&held, 0, 0).as_deref() != Some("true") {
         return Err(Error::input(format!(

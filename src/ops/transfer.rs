@@ -377,8 +377,10 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         work,
         source,
         phase: "copy",
-        // One run per target table, whichever source feeds it.
-        lock_name: format!("rowferry:writes:{}:{}", target_url.identity(), target.id),
+        // One run per target table, whichever source feeds it: the lock
+        // is taken on the target's server.
+        lock_db: Some(target_db.clone()),
+        lock_name: format!("rowferry:writes:{}", target.id),
         side_state: Default::default(),
         summary_note: None,
         before_chunks: None,
