@@ -427,7 +427,10 @@ async fn postgres_into_other_types_and_a_map_is_exact_on_every_copy_path() {
            ts timestamptz, f text, label text NOT NULL);
          CREATE TABLE {s}.dst_key (id bigint PRIMARY KEY, i bigint, v text, n numeric(12,3),
            ts timestamptz, f text, label text NOT NULL);
-         CREATE TABLE {s}.dst_enum (id integer PRIMARY KEY, v varchar(20), m {s}.mood)",
+         CREATE TABLE {s}.dst_enum (id integer PRIMARY KEY, v varchar(20), m {s}.mood);
+         CREATE TABLE {s}.dst_typmods (id integer PRIMARY KEY, v varchar(40), n numeric(12,1),
+           ts timestamp(3));
+         CREATE TABLE {s}.dst_narrow (id integer PRIMARY KEY, v varchar(5))",
     )
     .await;
     let label = "label=coalesce(code, '-') || '/' || (i * 2)::text";
@@ -542,6 +545,52 @@ async fn postgres_into_other_types_and_a_map_is_exact_on_every_copy_path() {
     .await;
     assert_eq!(want_enum.len(), 2500);
     assert_rows(&got_enum, &want_enum, "an enum, COPY in text");
+
+    // Other modifiers: rounded as an INSERT's assignment rounds them.
+    let out = run(&into("dst_typmods", &[]));
+    expect_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("copying with COPY (binary)"),
+        "{}",
+        stderr(&out)
+    );
+    let typmods = |expr: &str, table: &str| {
+        format!(
+            "SELECT concat_ws('|', id, coalesce(v, '<null>'), coalesce({expr}, '<null>')) \
+             FROM {}.{table} ORDER BY id",
+            db.schema
+        )
+    };
+    let want_typmods = pg_lines(
+        &connect().await,
+        &typmods(
+            "n::numeric(12,1)::text || '/' || to_char(ts::timestamp(3), 'YYYY-MM-DD HH24:MI:SS.US')",
+            "src",
+        ),
+    )
+    .await;
+    let got_typmods = pg_lines(
+        &target,
+        &typmods(
+            "n::text || '/' || to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US')",
+            "dst_typmods",
+        ),
+    )
+    .await;
+    assert_rows(
+        &got_typmods,
+        &want_typmods,
+        "numeric and timestamp modifiers",
+    );
+
+    // A value too long for the target's varchar(5) is refused, not cut.
+    let out = run(&into("dst_narrow", &[]));
+    expect_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("value too long for type character varying(5)"),
+        "{}",
+        stderr(&out)
+    );
     drop(target);
     other.drop().await;
     db.cleanup().await;
@@ -741,6 +790,58 @@ async fn postgres_text_keys_with_quotes_and_backslashes_bound_chunks_exactly() {
         .await;
         assert_rows(&got, &want, table);
     }
+    drop(target);
+    other.drop().await;
+    db.cleanup().await;
+}
+
+/// A long, throttled copy whose planner waits with a chunk in hand while
+/// the worker holds its session: the throttle's load question is still
+/// answered (when it waited for the job's full pool it read as "load
+/// unknown" after 5 s, and held the job for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_throttled_copy_keeps_a_session_for_the_load_signal() {
+    let db = TestDb::new("x_pgstarve").await;
+    db.exec(&format!("CREATE TABLE {{s}}.src ({PG_COLUMNS})"))
+        .await;
+    db.exec(PG_ROWS).await;
+    let (other, target) = other_database(
+        &db,
+        "pgstarve",
+        &format!("CREATE TABLE {{s}}.dst ({PG_COLUMNS})"),
+    )
+    .await;
+    let mut args = cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q("dst"), &db);
+    let at = args
+        .iter()
+        .position(|a| a == "--chunk-rows")
+        .expect("--chunk-rows")
+        + 1;
+    args[at] = "100".into();
+    // About 7.5 s: longer than the signal's 5 s answer limit.
+    let mut running = Running::start(&with(
+        args,
+        &["--workers", "1", "--max-rows-per-sec", "400"],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while running.child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            running.signal(libc::SIGKILL);
+            let (_, err) = running.finish();
+            panic!("the copy did not end within 60 s:\n{err}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (code, err) = running.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("load unknown"), "{err}");
+    let want = pg_lines(
+        &connect().await,
+        &pg_canonical("src").replace("{s}", &db.schema),
+    )
+    .await;
+    let got = pg_lines(&target, &pg_canonical("dst").replace("{s}", &db.schema)).await;
+    assert_rows(&got, &want, "a long throttled copy");
     drop(target);
     other.drop().await;
     db.cleanup().await;

@@ -178,10 +178,15 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
             pg_facts(db.as_ref(), &source).await?,
             pg_facts(target_db.as_ref(), &target).await?,
         );
-        let facts = |f: &PgFacts, c: &Column| TypeFacts {
-            data_type: c.data_type.clone(),
-            oid: f.columns.get(&c.name).map_or(0, |c| c.0),
-            collation: f.columns.get(&c.name).and_then(|c| c.1.clone()),
+        let facts = |f: &PgFacts, c: &Column| {
+            let found = f.columns.get(&c.name);
+            TypeFacts {
+                data_type: c.data_type.clone(),
+                oid: found.map_or(0, |c| c.oid),
+                collation: found.and_then(|c| c.collation.clone()),
+                unconstrained: found
+                    .map_or_else(|| c.data_type.clone(), |c| c.unconstrained.clone()),
+            }
         };
         let keys: Vec<(String, TypeFacts, TypeFacts)> = key
             .columns
@@ -233,10 +238,14 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                 let list = columns
                     .iter()
                     .zip(&choice.convert)
-                    .map(|(c, &convert)| match (binary, convert) {
-                        // Exactly what INSERT's `$n::text::type` does,
-                        // only on the source.
-                        (true, true) => format!("({})::text::{}", c.expr, c.target.data_type),
+                    .zip(&pairs)
+                    .map(|((c, &convert), (_, _, to))| match (binary, convert) {
+                        // As the INSERT converts its text parameter, on
+                        // the source, into the target type without its
+                        // modifier: the target's binary input applies
+                        // that as an assignment would (a longer value
+                        // for varchar(n) is refused, never cut).
+                        (true, true) => format!("({})::text::{}", c.expr, to.unconstrained),
                         (false, true) => format!("({})::text", c.expr),
                         (_, false) => c.expr.clone(),
                     })
@@ -527,9 +536,11 @@ fn literal_range(d: &dyn Dialect, key: &Key, lo: Option<&[String]>, hi: &[String
 /// version. Extension and user types (enums, domains, composites) are not.
 const FIRST_NORMAL_OID: u32 = 16384;
 
-/// (table oid) -> (column, type oid, collation as JSON or NULL). The
-/// collation's details (provider, locale, version) are read through
-/// `to_jsonb` so that columns a server version lacks read as NULL.
+/// (table oid) -> (column, type oid, collation as JSON or NULL, the type
+/// without its modifier). The collation's details (provider, locale,
+/// version) are read through `to_jsonb` so that columns a server version
+/// lacks read as NULL. `format_type(oid, -1)` spells the type so that the
+/// parser adds no modifier (`bpchar`, `"bit"`, not char(1) or bit(1)).
 const PG_COLUMN_FACTS: &str = "SELECT a.attname::text, a.atttypid::text, \
        CASE WHEN a.attcollation = 0 THEN NULL \
             WHEN a.attcollation = 100 THEN \
@@ -546,7 +557,8 @@ const PG_COLUMN_FACTS: &str = "SELECT a.attname::text, a.atttypid::text, \
                         'version', j ->> 'collversion')::text \
                  FROM pg_catalog.pg_collation c CROSS JOIN LATERAL to_jsonb(c) j \
                 WHERE c.oid = a.attcollation) \
-       END \
+       END, \
+       pg_catalog.format_type(a.atttypid, -1) \
   FROM pg_catalog.pg_attribute a \
  WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped";
 
@@ -554,8 +566,15 @@ const PG_COLUMN_FACTS: &str = "SELECT a.attname::text, a.atttypid::text, \
 struct PgFacts {
     /// `server_version_num / 10000`: binary COPY between one major version.
     major: u32,
-    /// Column -> (type oid, collation).
-    columns: HashMap<String, (u32, Option<Collation>)>,
+    columns: HashMap<String, ColumnFacts>,
+}
+
+struct ColumnFacts {
+    oid: u32,
+    collation: Option<Collation>,
+    /// The type without its modifier (`character varying` for
+    /// `character varying(20)`).
+    unconstrained: String,
 }
 
 async fn pg_facts(db: &dyn Database, table: &TableInfo) -> Result<PgFacts> {
@@ -583,7 +602,11 @@ async fn pg_facts(db: &dyn Database, table: &TableInfo) -> Result<PgFacts> {
         };
         columns.insert(
             text(0).unwrap_or_default(),
-            (text(1).and_then(|o| o.parse().ok()).unwrap_or(0), collation),
+            ColumnFacts {
+                oid: text(1).and_then(|o| o.parse().ok()).unwrap_or(0),
+                collation,
+                unconstrained: text(3).unwrap_or_default(),
+            },
         );
     }
     Ok(PgFacts { major, columns })
@@ -622,6 +645,8 @@ struct TypeFacts {
     data_type: String,
     oid: u32,
     collation: Option<Collation>,
+    /// The type without its modifier.
+    unconstrained: String,
 }
 
 impl TypeFacts {
@@ -1129,6 +1154,7 @@ mod tests {
             data_type: ty.into(),
             oid,
             collation,
+            unconstrained: ty.into(),
         }
     }
 
