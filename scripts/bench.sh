@@ -25,6 +25,11 @@
 #   bash scripts/bench.sh mysql                 # the copy on MariaDB/MySQL, plus
 #                                               # pt-online-schema-change if installable
 #
+#   bash scripts/bench.sh cross [mysql]         # copy --target into another PostgreSQL
+#                                               # database vs a psql COPY pipe and pgcopydb
+#                                               # (from MariaDB/MySQL: vs pgloader);
+#                                               # scripts/bench_cross.sh says how
+#
 #   bash scripts/bench.sh dualwrite [postgres|mysql]
 #       What an online copy costs the application. examples/writer.rs runs
 #       WRITER_CONNECTIONS (4) connections of single-statement autocommit
@@ -73,6 +78,10 @@ if [[ ${1:-} == throttle ]]; then
     # Writer latency and replica lag with and without throttling.
     exec bash scripts/bench_throttle.sh
 fi
+if [[ ${1:-} == cross ]]; then
+    # copy --target into another PostgreSQL database vs a psql COPY pipe and pgcopydb.
+    exec bash scripts/bench_cross.sh "${@:2}"
+fi
 case ${1:-} in
 backfill | dualwrite | verify)
     MODE=$1
@@ -84,7 +93,7 @@ case $ENGINE in
 postgres) URL=${ROWFERRY_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test} ;;
 mysql) URL=${ROWFERRY_BENCH_MYSQL:-mysql://root@127.0.0.1:3306/test} ;;
 *)
-    echo "usage: scripts/bench.sh [backfill|dualwrite|verify] [postgres|mysql]" >&2
+    echo "usage: scripts/bench.sh [backfill|dualwrite|verify] [postgres|mysql] | throttle | cross" >&2
     exit 2
     ;;
 esac
