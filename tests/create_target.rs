@@ -8,46 +8,38 @@ mod common;
 use common::*;
 
 fn copy_creating(source: &TestDb, target: &TestDb, table: &str, extra: &[&str]) -> Vec<String> {
-    with(
-        vec![
-            "copy".into(),
-            "--source".into(),
-            source.url(),
-            "--target".into(),
-            target.url(),
-            "--table".into(),
-            source.q(table),
-            "--target-table".into(),
-            target.q("made"),
-            "--create-target".into(),
-            "--checkpoint".into(),
-            source
-                .path(&format!("create-{table}.checkpoint"))
-                .display()
-                .to_string(),
-            "--chunk-rows".into(),
-            "300".into(),
-            "--chunk-time".into(),
-            "0".into(),
+    let checkpoint = source
+        .path(&format!("create-{table}.checkpoint"))
+        .display()
+        .to_string();
+    let args = across(
+        "copy",
+        source,
+        table,
+        target,
+        "made",
+        &[
+            "--create-target",
+            "--checkpoint",
+            &checkpoint,
+            "--chunk-rows",
+            "300",
+            "--chunk-time",
+            "0",
         ],
-        extra,
-    )
+    );
+    with(args, extra)
 }
 
 fn verify(source: &TestDb, target: &TestDb, table: &str) -> std::process::Output {
-    run(&[
-        "verify".into(),
-        "--source".into(),
-        source.url(),
-        "--target".into(),
-        target.url(),
-        "--table".into(),
-        source.q(table),
-        "--target-table".into(),
-        target.q("made"),
-        "--progress".into(),
-        "none".into(),
-    ])
+    run(&across(
+        "verify",
+        source,
+        table,
+        target,
+        "made",
+        &["--progress", "none"],
+    ))
 }
 
 async fn my_columns(my: &TestDb) -> String {
@@ -215,19 +207,15 @@ async fn values_without_a_counterpart_fail_loudly_and_odd_types_stay_exact() {
          INSERT INTO {s}.wide VALUES (1, 'abcdefgh')",
     )
     .await;
-    let into_narrow = vec![
-        "copy".to_string(),
-        "--source".into(),
-        my.url(),
-        "--target".into(),
-        pg.url(),
-        "--table".into(),
-        my.q("wide"),
-        "--target-table".into(),
-        pg.q("narrow"),
-        "--checkpoint".into(),
-        my.path("narrow.checkpoint").display().to_string(),
-    ];
+    let checkpoint = my.path("narrow.checkpoint").display().to_string();
+    let into_narrow = across(
+        "copy",
+        &my,
+        "wide",
+        &pg,
+        "narrow",
+        &["--checkpoint", &checkpoint],
+    );
     let out = run(&into_narrow);
     expect_exit(&out, 1);
     assert!(stderr(&out).contains("too long"), "{}", stderr(&out));

@@ -7,22 +7,16 @@ mod common;
 use common::*;
 
 fn cross(source: &TestDb, target: &TestDb, extra: &[&str]) -> Vec<String> {
-    with(
-        vec![
-            "copy".into(),
-            "--source".into(),
-            source.url(),
-            "--target".into(),
-            target.url(),
-            "--table".into(),
-            source.q("src"),
-            "--target-table".into(),
-            target.q("dst"),
-            "--checkpoint".into(),
-            source.path("edges.checkpoint").display().to_string(),
-        ],
-        extra,
-    )
+    let checkpoint = source.path("edges.checkpoint").display().to_string();
+    let args = across(
+        "copy",
+        source,
+        "src",
+        target,
+        "dst",
+        &["--checkpoint", &checkpoint],
+    );
+    with(args, extra)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,38 +28,27 @@ fn verify(
     table: &str,
     target_table: &str,
 ) -> std::process::Output {
-    run(&[
-        "verify".into(),
-        "--source".into(),
-        source.url(),
-        "--target".into(),
-        target.url(),
-        "--table".into(),
-        source.q(table),
-        "--target-table".into(),
-        target.q(target_table),
-        "--progress".into(),
-        "none".into(),
-    ])
+    run(&across(
+        "verify",
+        source,
+        table,
+        target,
+        target_table,
+        &["--progress", "none"],
+    ))
 }
 
 fn copy(source: &TestDb, target: &TestDb, table: &str, target_table: &str) {
-    let out = run(&[
-        "copy".into(),
-        "--source".into(),
-        source.url(),
-        "--target".into(),
-        target.url(),
-        "--table".into(),
-        source.q(table),
-        "--target-table".into(),
-        target.q(target_table),
-        "--checkpoint".into(),
-        source.path("copy.checkpoint").display().to_string(),
-        "--progress".into(),
-        "none".into(),
-    ]);
-    expect_exit(&out, 0);
+    let checkpoint = source.path("copy.checkpoint").display().to_string();
+    let args = across(
+        "copy",
+        source,
+        table,
+        target,
+        target_table,
+        &["--checkpoint", &checkpoint, "--progress", "none"],
+    );
+    expect_exit(&run(&args), 0);
 }
 
 /// The keys verify names, sorted, from its report.

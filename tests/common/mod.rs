@@ -275,6 +275,33 @@ impl Drop for TestDb {
     }
 }
 
+/// `COMMAND --source S --target T --table A --target-table B` between the
+/// test databases `source` and `target` (possibly on other servers or
+/// engines), then `extra`.
+pub fn across(
+    command: &str,
+    source: &TestDb,
+    table: &str,
+    target: &TestDb,
+    target_table: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    with(
+        vec![
+            command.into(),
+            "--source".into(),
+            source.url(),
+            "--target".into(),
+            target.url(),
+            "--table".into(),
+            source.q(table),
+            "--target-table".into(),
+            target.q(target_table),
+        ],
+        extra,
+    )
+}
+
 /// `args` followed by `extra`.
 pub fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
     args.extend(extra.iter().map(|s| s.to_string()));
