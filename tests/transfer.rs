@@ -274,7 +274,13 @@ async fn postgres_to_mariadb_and_back_is_exact_row_for_row() {
         cross_copy(&my.url(), &pg.url(), &my.q("dst"), &pg.q("back"), &my),
         &[],
     );
-    expect_exit(&run(&back), 0);
+    let out = run(&back);
+    expect_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("copying with COPY (text) of rows read with SELECT: values cross"),
+        "MariaDB -> PostgreSQL writes with COPY: {}",
+        stderr(&out)
+    );
     let again = pg_lines(
         &connect().await,
         &pg_canonical("back").replace("{s}", &pg.schema),

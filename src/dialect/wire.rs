@@ -43,6 +43,11 @@ pub trait WireSql: Send + Sync {
     /// engine, from text sent by `wire_out` (neutral or not).
     fn wire_in(&self, n: usize, column: &Column, neutral: bool) -> String;
 
+    /// How a value sent by `wire_out` is rewritten, on the client, into
+    /// the text `column`'s input function reads (PostgreSQL COPY text):
+    /// the same conversion `wire_in` makes with SQL.
+    fn copy_text(&self, column: &Column, neutral: bool) -> CopyText;
+
     /// One text per row from neutral values, the same on every engine:
     /// each value prefixed with its length in characters, NULL as `-`.
     fn row_text(&self, values: &[String]) -> String;
@@ -50,6 +55,27 @@ pub trait WireSql: Send + Sync {
     /// The sum of each row text's first 60 bits of MD5 (and so the same
     /// number on every engine), as text.
     fn hash_sum(&self, row_text: &str) -> String;
+}
+
+/// A client-side rewrite of one value's wire text for COPY's text input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyText {
+    AsSent,
+    /// Neutral hex digits into bytea's `\x` form.
+    HexBytes,
+    /// A neutral UTC instant (no offset) with `+00` appended.
+    Utc,
+}
+
+impl CopyText {
+    /// `value` as the column's input function reads it.
+    pub fn apply(self, value: &str) -> std::borrow::Cow<'_, str> {
+        match self {
+            CopyText::AsSent => value.into(),
+            CopyText::HexBytes => format!("\\x{value}").into(),
+            CopyText::Utc => format!("{value}+00").into(),
+        }
+    }
 }
 
 /// Whether a value of `from` can be written into a column of `to` on
@@ -162,6 +188,14 @@ impl WireSql for Postgres {
             _ => format!("${n}::text::{ty}"),
         }
     }
+
+    fn copy_text(&self, column: &Column, neutral: bool) -> CopyText {
+        match (neutral, self.kind(column)) {
+            (true, Kind::Binary) => CopyText::HexBytes,
+            (true, Kind::TimestampTz) => CopyText::Utc,
+            _ => CopyText::AsSent,
+        }
+    }
 }
 
 impl WireSql for Mysql {
@@ -229,6 +263,10 @@ impl WireSql for Mysql {
             // mode refuses what does not fit).
             _ => format!(":p{n}"),
         }
+    }
+
+    fn copy_text(&self, _column: &Column, _neutral: bool) -> CopyText {
+        CopyText::AsSent
     }
 }
 

@@ -18,7 +18,7 @@
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::{self, CopyData, Database, Session, SessionSettings, Statement};
-use crate::dialect::wire::{Kind, faithful};
+use crate::dialect::wire::{CopyText, Kind, faithful};
 use crate::dialect::{Dialect, RangeShape, key_range};
 use crate::error::{Error, Result};
 use crate::planner::KeysetPlanner;
@@ -226,6 +226,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
             PgPath::Rows => (
                 WritePath::Rows {
                     copy_in: format!("COPY {target_q} ({names}) FROM STDIN (FORMAT text)"),
+                    forms: copy_text_forms(td, &columns, neutral),
                 },
                 format!(
                     "COPY (text) of rows read with SELECT: {}, so each chunk deletes its own \
@@ -331,6 +332,22 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                 (WritePath::Stream(stream), note)
             }
         }
+    } else if target_url.engine == Engine::Postgres {
+        let names = columns
+            .iter()
+            .map(|c| td.quote_ident(&c.target.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        (
+            WritePath::Rows {
+                copy_in: format!("COPY {target_q} ({names}) FROM STDIN (FORMAT text)"),
+                forms: copy_text_forms(td, &columns, neutral),
+            },
+            "COPY (text) of rows read with SELECT: values cross engines in neutral text forms, \
+             each chunk deletes its own keys in the target, then writes its rows with COPY \
+             FROM STDIN"
+                .to_string(),
+        )
     } else {
         (
             WritePath::Insert,
@@ -460,6 +477,14 @@ fn resolve(
     Ok(out)
 }
 
+/// Per copied column, how its wire text becomes the target's COPY text.
+fn copy_text_forms(td: &dyn Dialect, columns: &[Mapped], neutral: bool) -> Arc<[CopyText]> {
+    columns
+        .iter()
+        .map(|c| td.wire().copy_text(&c.target, neutral))
+        .collect()
+}
+
 /// How chunks are written into the target.
 enum WritePath {
     /// SELECT the rows as text; DELETE their keys; INSERT ... VALUES.
@@ -469,7 +494,11 @@ enum WritePath {
     Stream(StreamCopy),
     /// PostgreSQL to PostgreSQL otherwise: SELECT the rows as text;
     /// DELETE their keys; COPY FROM STDIN (text) of the rows.
-    Rows { copy_in: String },
+    Rows {
+        copy_in: String,
+        /// Per column, how its wire text becomes COPY's input text.
+        forms: Arc<[CopyText]>,
+    },
 }
 
 struct StreamCopy {
@@ -767,7 +796,10 @@ fn choose_pg_path(
 /// Rows in COPY's text format: tab between values, newline after each
 /// row, `\N` for NULL, backslash, tab, newline and carriage return escaped.
 /// Parts of the chunk are encoded on all cores at once.
-async fn encode_copy_text(rows: Vec<crate::db::Row>) -> Result<CopyData<'static>> {
+async fn encode_copy_text(
+    rows: Vec<crate::db::Row>,
+    forms: Arc<[CopyText]>,
+) -> Result<CopyData<'static>> {
     const ROWS_PER_PIECE: usize = 2048;
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Off the async runtime's threads: rayon's pool waits for its parts.
@@ -777,7 +809,7 @@ async fn encode_copy_text(rows: Vec<crate::db::Row>) -> Result<CopyData<'static>
             .map(|part| {
                 let mut out = Vec::with_capacity(part.len() * 64);
                 for row in part {
-                    encode_text_row(row, &mut out);
+                    encode_text_row(row, &forms, &mut out);
                 }
                 bytes::Bytes::from(out)
             })
@@ -792,14 +824,16 @@ async fn encode_copy_text(rows: Vec<crate::db::Row>) -> Result<CopyData<'static>
     )))
 }
 
-fn encode_text_row(row: &[Option<String>], out: &mut Vec<u8>) {
+fn encode_text_row(row: &[Option<String>], forms: &[CopyText], out: &mut Vec<u8>) {
     for (i, value) in row.iter().enumerate() {
+        let form = forms.get(i).copied().unwrap_or(CopyText::AsSent);
         if i > 0 {
             out.push(b'\t');
         }
         match value {
             None => out.extend_from_slice(b"\\N"),
             Some(v) => {
+                let v = form.apply(v);
                 // UTF-8 continuation bytes are >= 0x80: never one of these.
                 let bytes = v.as_bytes();
                 let mut start = 0;
@@ -1024,9 +1058,9 @@ impl ChunkWork for TransferWork {
         let mut target = self.target_db.session().await?;
         self.refuse_colliding_keys(td, target.as_mut(), &rows)
             .await?;
-        if let WritePath::Rows { copy_in } = &self.write {
+        if let WritePath::Rows { copy_in, forms } = &self.write {
             let deletes = self.delete_statements(td, &rows);
-            let data = encode_copy_text(rows).await?;
+            let data = encode_copy_text(rows, forms.clone()).await?;
             let (_, copied) = target
                 .transaction_with_copy_in(&deletes, copy_in, data)
                 .await?;
@@ -1140,12 +1174,23 @@ mod tests {
                 None,
                 Some(String::new()),
                 Some("Grüße 🚚".into()),
+                Some("00FF".into()),
+                Some("2024-02-29 23:59:59.000001".into()),
+            ],
+            &[
+                CopyText::AsSent,
+                CopyText::AsSent,
+                CopyText::AsSent,
+                CopyText::AsSent,
+                CopyText::HexBytes,
+                CopyText::Utc,
             ],
             &mut out,
         );
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "a\\tb\\nc\\rd\\\\e\\\\.\t\\N\t\tGrüße 🚚\n"
+            "a\\tb\\nc\\rd\\\\e\\\\.\t\\N\t\tGrüße 🚚\t\\\\x00FF\t\
+             2024-02-29 23:59:59.000001+00\n"
         );
     }
 
