@@ -96,9 +96,9 @@ pub trait IndexSql: Send + Sync {
 }
 
 // Pasted into a SQL string literal below: no quotes in them.
-const KEEP_PRIMARY: &str = "primary key: it guarantees one row per key, and a copy \
+pub(super) const KEEP_PRIMARY: &str = "primary key: it guarantees one row per key, and a copy \
                             (insert-if-absent) relies on it";
-const KEEP_UNIQUE: &str = "dropping it would let duplicates in meanwhile, and a copy \
+pub(super) const KEEP_UNIQUE: &str = "dropping it would let duplicates in meanwhile, and a copy \
                            (insert-if-absent) may rely on it";
 
 impl IndexSql for Postgres {

@@ -227,6 +227,13 @@ pub trait Dialect: Send + Sync {
     /// Order-independent aggregate of the rows' hashes, as text.
     fn hash_sum(&self, row_text: &str) -> String;
 
+    /// One row text's MD5 as 32 lower-case hex digits, computed over its
+    /// UTF-8 bytes: the same on every engine (a row-by-row diff compares
+    /// them across engines). SQL Server has no MD5() and hashes UTF-16.
+    fn row_md5(&self, row_text: &str) -> String {
+        format!("MD5({row_text})")
+    }
+
     /// An expression converted to text (drivers read text only).
     fn text(&self, expr: &str) -> String;
 }
@@ -380,13 +387,22 @@ pub struct CopyStatement {
 
 /// The target row that holds a source row's copy, found by the key.
 pub fn target_lookup(copy: &CopyStatement) -> String {
+    target_lookup_hinted(copy, "")
+}
+
+/// `target_lookup` with a table hint after the target's alias (SQL
+/// Server's ` WITH (READCOMMITTEDLOCK)`), or none with "".
+pub fn target_lookup_hinted(copy: &CopyStatement, hint: &str) -> String {
     let on = copy
         .key_match
         .iter()
         .map(|(t, s)| format!("rowferry_dst.{t} = {}.{s}", copy.source))
         .collect::<Vec<_>>()
         .join(" AND ");
-    format!("SELECT 1 FROM {} rowferry_dst WHERE {on}", copy.target)
+    format!(
+        "SELECT 1 FROM {} rowferry_dst{hint} WHERE {on}",
+        copy.target
+    )
 }
 
 /// Which bounds a chunk range has. The first chunk has no lower bound.
