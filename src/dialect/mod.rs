@@ -9,6 +9,7 @@ pub mod indexes;
 pub mod mysql;
 pub mod postgres;
 pub mod signals;
+pub mod sqlserver;
 pub mod sync;
 pub mod types;
 pub mod wire;
