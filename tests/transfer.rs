@@ -261,6 +261,11 @@ async fn postgres_to_mariadb_and_back_is_exact_row_for_row() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("rowferry: copying with LOAD DATA LOCAL INFILE:"),
+        "PostgreSQL -> MariaDB writes with LOAD DATA: {}",
+        stderr(&out)
+    );
     let want = pg_lines(
         &connect().await,
         &pg_canonical("src").replace("{s}", &pg.schema),
@@ -321,6 +326,11 @@ async fn crashes_mid_copy_then_reruns_are_exact() {
     expect_exit(&out, 0);
     assert!(
         stderr(&out).contains("resuming from checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("rowferry: copying with LOAD DATA LOCAL INFILE:"),
         "{}",
         stderr(&out)
     );

@@ -73,6 +73,50 @@ pub trait Session: Send {
             "internal: COPY FROM STDIN is PostgreSQL's; this engine takes rows with INSERT",
         ))
     }
+
+    /// One transaction: `before` (the DELETE of a chunk's keys), then
+    /// `load_sql`, a `LOAD DATA LOCAL INFILE`, answered with `data` from
+    /// memory. With LOCAL the server cannot stop the client mid-file, so
+    /// it turns what a strict INSERT refuses (a value too long, a
+    /// duplicate key) into warnings and goes on: the transaction commits
+    /// only if exactly `expected` rows loaded without a warning, and is
+    /// rolled back otherwise. Notes (what a strict INSERT accepts too,
+    /// such as a decimal rounded to the column's scale) do not count.
+    async fn transaction_with_load_data(
+        &mut self,
+        _before: &[Statement],
+        _load_sql: &str,
+        _data: Vec<bytes::Bytes>,
+        _expected: u64,
+    ) -> Result<LoadOutcome> {
+        Err(Error::fatal(
+            "internal: LOAD DATA LOCAL INFILE is MySQL's; this engine takes rows otherwise",
+        ))
+    }
+}
+
+/// What a `LOAD DATA LOCAL` did (see `Session::transaction_with_load_data`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadOutcome {
+    /// Every row loaded without a warning, and committed. Rows affected
+    /// by each of `before`, and rows loaded.
+    Committed { before: Vec<u64>, loaded: u64 },
+    /// The server loaded another number of rows or warned: rolled back,
+    /// nothing written. `shown`: the first warnings, as SHOW WARNINGS
+    /// lists them.
+    RolledBack {
+        loaded: u64,
+        warnings: u64,
+        shown: Vec<ServerWarning>,
+    },
+}
+
+/// One line of SHOW WARNINGS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerWarning {
+    pub level: String,
+    pub code: u32,
+    pub message: String,
 }
 
 /// A pool of sessions to one server and database.

@@ -1,6 +1,6 @@
 //! MySQL / MariaDB driver: mysql_async and its pool.
 
-use super::{Database, Row, Session, SessionSettings, Statement};
+use super::{Database, LoadOutcome, Row, ServerWarning, Session, SessionSettings, Statement};
 use crate::dialect::{Dialect, mysql::Mysql};
 use crate::error::{Error, ErrorKind, Result};
 use crate::url::{DbUrl, scrub};
@@ -303,6 +303,37 @@ impl Session for MySession {
         Ok(counts)
     }
 
+    async fn transaction_with_load_data(
+        &mut self,
+        before: &[Statement],
+        load_sql: &str,
+        data: Vec<bytes::Bytes>,
+        expected: u64,
+    ) -> Result<LoadOutcome> {
+        let password = self.password.clone();
+        let err = |e: mysql_async::Error| server_error(&e, password.as_deref());
+        // Notes are what a strict INSERT accepts too (a decimal rounded to
+        // the column's scale): with sql_notes off they are not counted, so
+        // every warning left is one the INSERT would have failed on.
+        self.conn
+            .query_drop("SET @rowferry_sql_notes = @@sql_notes, sql_notes = 0")
+            .await
+            .map_err(err)?;
+        let outcome = self
+            .load_in_transaction(before, load_sql, data, expected)
+            .await;
+        // The pool resets a session it gets back; this keeps a session
+        // that stays out (a dedicated one) as it was.
+        let restored = self
+            .conn
+            .query_drop("SET sql_notes = @rowferry_sql_notes")
+            .await
+            .map_err(err);
+        let outcome = outcome?;
+        restored?;
+        Ok(outcome)
+    }
+
     async fn execute(&mut self, sql: &str) -> Result<u64> {
         // The text protocol: DDL as is, autocommitted.
         self.conn
@@ -310,6 +341,63 @@ impl Session for MySession {
             .await
             .map_err(|e| server_error(&e, self.password.as_deref()))?;
         Ok(self.conn.affected_rows())
+    }
+}
+
+impl MySession {
+    async fn load_in_transaction(
+        &mut self,
+        before: &[Statement],
+        load_sql: &str,
+        data: Vec<bytes::Bytes>,
+        expected: u64,
+    ) -> Result<LoadOutcome> {
+        let password = self.password.clone();
+        let err = |e: mysql_async::Error| server_error(&e, password.as_deref());
+        // A one-shot handler: the LOAD below takes it, whatever file name
+        // it asks for. (A transaction lends the connection only as shared,
+        // so it is set first; nothing before the LOAD asks for a file.)
+        self.conn.set_infile_handler(async move {
+            use futures_util::StreamExt;
+            Ok(futures_util::stream::iter(data.into_iter().map(Ok)).boxed())
+        });
+        // Dropping the transaction on an error rolls it back.
+        let mut txn = self
+            .conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(err)?;
+        let mut counts = Vec::with_capacity(before.len());
+        for s in before {
+            let (sql, params) = positional(&s.sql, &s.params);
+            txn.exec_drop(sql, params).await.map_err(err)?;
+            counts.push(txn.affected_rows());
+        }
+        // The text protocol: LOAD DATA cannot be prepared.
+        txn.query_drop(load_sql).await.map_err(err)?;
+        let (loaded, warnings) = (txn.affected_rows(), u64::from(txn.get_warnings()));
+        if loaded == expected && warnings == 0 {
+            txn.commit().await.map_err(err)?;
+            return Ok(LoadOutcome::Committed {
+                before: counts,
+                loaded,
+            });
+        }
+        let shown: Vec<(String, u32, String)> =
+            txn.query("SHOW WARNINGS LIMIT 5").await.map_err(err)?;
+        txn.rollback().await.map_err(err)?;
+        Ok(LoadOutcome::RolledBack {
+            loaded,
+            warnings,
+            shown: shown
+                .into_iter()
+                .map(|(level, code, message)| ServerWarning {
+                    level,
+                    code,
+                    message: scrub(&message, password.as_deref()),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -378,7 +466,7 @@ fn server_error(e: &mysql_async::Error, password: Option<&str>) -> Error {
 
 /// `Duplicate entry 'x' for key 'name'`, as written (MySQL 8 writes
 /// `table.name`; a name may itself hold dots, so nothing is cut here).
-fn duplicate_key_name(message: &str) -> Option<String> {
+pub(crate) fn duplicate_key_name(message: &str) -> Option<String> {
     let rest = &message[message.rfind("for key '")? + "for key '".len()..];
     Some(rest.strip_suffix('\'').unwrap_or(rest).to_string())
 }

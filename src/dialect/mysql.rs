@@ -605,6 +605,86 @@ impl super::SwapSql for Mysql {
     }
 }
 
+/// One column of a `LOAD DATA`: its quoted name, and the SQL that turns
+/// its field into the value, written over `:pN` as the INSERT path
+/// writes it (`WireSql::wire_in`), or just `:pN` when the field is
+/// assigned as it is.
+pub struct LoadColumn {
+    pub name: String,
+    pub value_sql: String,
+    pub n: usize,
+}
+
+/// The file name a `LOAD DATA LOCAL` asks the client for; the client
+/// answers with the chunk from memory, whatever the name.
+pub const LOAD_DATA_FILE: &str = "rowferry-chunk";
+
+impl Mysql {
+    /// `LOAD DATA LOCAL INFILE` into `table` (quoted) of rows in the form
+    /// `load_data_field` writes: utf8mb4 text, a tab between fields, a
+    /// newline after each row, backslash escapes and `\N` for NULL, and no
+    /// enclosing quotes (so the word NULL stays text). A field whose value
+    /// needs SQL (hex bytes through UNHEX) goes through a user variable
+    /// and a SET, as the INSERT writes it. The session's sql_mode must not
+    /// hold NO_BACKSLASH_ESCAPES (rowferry's sessions set their own).
+    pub fn load_data_local(&self, table: &str, columns: &[LoadColumn]) -> String {
+        let mut fields = Vec::with_capacity(columns.len());
+        let mut sets = Vec::new();
+        for c in columns {
+            let placeholder = format!(":p{}", c.n);
+            if c.value_sql == placeholder {
+                fields.push(c.name.clone());
+            } else {
+                let var = format!("@rf{}", c.n);
+                // wire_in writes exactly one placeholder per value.
+                sets.push(format!(
+                    "{} = {}",
+                    c.name,
+                    c.value_sql.replace(&placeholder, &var)
+                ));
+                fields.push(var);
+            }
+        }
+        let mut sql = format!(
+            "LOAD DATA LOCAL INFILE '{LOAD_DATA_FILE}' INTO TABLE {table} CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' \
+             LINES STARTING BY '' TERMINATED BY '\\n' ({})",
+            fields.join(", ")
+        );
+        if !sets.is_empty() {
+            sql.push_str(&format!(" SET {}", sets.join(", ")));
+        }
+        sql
+    }
+}
+
+/// Append `value` as one field of a `load_data_local` row: backslash,
+/// tab, newline, carriage return and NUL escaped (LOAD DATA reads `\t`,
+/// `\n`, `\r`, `\0` and `\\` back), NULL as `\N`.
+pub fn load_data_field(value: Option<&str>, out: &mut Vec<u8>) {
+    let Some(value) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    // UTF-8 continuation bytes are >= 0x80: never one of these.
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            0 => b"\\0",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..at]);
+        out.extend_from_slice(escaped);
+        start = at + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +713,53 @@ mod tests {
         assert_eq!(
             Mysql.set_not_null_steps("`d`.`t`", "nope", "x", Some(def)),
             None
+        );
+    }
+
+    #[test]
+    fn load_data_names_plain_fields_and_sets_the_converted_ones() {
+        let col = |name: &str, n: usize, value_sql: &str| LoadColumn {
+            name: Mysql.quote_ident(name),
+            value_sql: value_sql.into(),
+            n,
+        };
+        let sql = Mysql.load_data_local(
+            "`d`.`t`",
+            &[
+                col("id", 1, ":p1"),
+                col("b`x", 2, "UNHEX(:p2)"),
+                col("v", 3, ":p3"),
+                col("g", 12, "UNHEX(:p12)"),
+            ],
+        );
+        assert_eq!(
+            sql,
+            "LOAD DATA LOCAL INFILE 'rowferry-chunk' INTO TABLE `d`.`t` CHARACTER SET utf8mb4 \
+             FIELDS TERMINATED BY '\\t' ENCLOSED BY '' ESCAPED BY '\\\\' \
+             LINES STARTING BY '' TERMINATED BY '\\n' (`id`, @rf2, `v`, @rf12) \
+             SET `b``x` = UNHEX(@rf2), `g` = UNHEX(@rf12)"
+        );
+        let plain = Mysql.load_data_local("`t`", &[col("id", 1, ":p1")]);
+        assert!(plain.ends_with("(`id`)"), "{plain}");
+    }
+
+    #[test]
+    fn load_data_fields_escape_what_load_data_reads_as_syntax() {
+        let mut out = Vec::new();
+        for value in [
+            Some("a\tb\nc\rd\\e\0f"),
+            None,
+            Some(""),
+            Some("NULL"),
+            Some("\\N"),
+            Some("Grüße 🚚"),
+        ] {
+            load_data_field(value, &mut out);
+            out.push(b'|');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\tb\\nc\\rd\\\\e\\0f|\\N||NULL|\\\\N|Grüße 🚚|"
         );
     }
 

@@ -14,10 +14,21 @@
 //! key type, a collation not proven to order alike, `--where`), rows are
 //! read with SELECT, their keys deleted one by one, and the rows written
 //! with COPY in text form, encoded here on every core (rayon).
+//!
+//! Into MySQL/MariaDB the rows read with SELECT go by LOAD DATA LOCAL
+//! INFILE, encoded likewise and sent from memory, after the DELETE of their
+//! keys. LOCAL makes the server turn what a strict INSERT refuses (a value
+//! too long, a duplicate key) into warnings, so a chunk commits only if
+//! every row loaded without one; otherwise it is rolled back and written
+//! again with INSERT, whose own error (or success) is the reference. A
+//! server with local_infile off gets INSERTs from the start.
 
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
-use crate::db::{self, CopyData, Database, Session, SessionSettings, Statement};
+use crate::db::{
+    self, CopyData, Database, LoadOutcome, ServerWarning, Session, SessionSettings, Statement,
+};
+use crate::dialect::mysql::{LoadColumn, Mysql, load_data_field};
 use crate::dialect::wire::{CopyText, Kind, faithful};
 use crate::dialect::{Dialect, RangeShape, key_range};
 use crate::error::{Error, Result};
@@ -30,6 +41,7 @@ use async_trait::async_trait;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether `spec` copies into another database (of any engine).
 pub fn crosses_servers(spec: &CopySpec) -> bool {
@@ -348,6 +360,45 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
              FROM STDIN"
                 .to_string(),
         )
+    } else if target_url.engine == Engine::Mysql {
+        let load = LoadData {
+            sql: Mysql.load_data_local(
+                &target_q,
+                &columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| LoadColumn {
+                        name: td.quote_ident(&c.target.name),
+                        // The value as the INSERT path writes it, so that
+                        // both paths assign alike.
+                        value_sql: td.wire().wire_in(i + 1, &c.target, neutral),
+                        n: i + 1,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            refused: AtomicBool::new(false),
+            replayed: AtomicBool::new(false),
+        };
+        let crossing = if neutral {
+            "; values cross engines in neutral text forms"
+        } else {
+            ""
+        };
+        match probe_load_data(target_db.as_ref(), &load.sql).await? {
+            MyPath::Load => (
+                WritePath::Load(load),
+                format!(
+                    "LOAD DATA LOCAL INFILE: each chunk deletes its own keys in the target, then \
+                     loads its rows from memory in the same transaction, which commits only if \
+                     every row loaded without a warning (else the chunk is written again with \
+                     INSERT){crossing}"
+                ),
+            ),
+            MyPath::Insert(why) => (
+                WritePath::Insert,
+                format!("INSERT ... VALUES (not LOAD DATA LOCAL INFILE: {why}){crossing}"),
+            ),
+        }
     } else {
         (
             WritePath::Insert,
@@ -489,6 +540,9 @@ fn copy_text_forms(td: &dyn Dialect, columns: &[Mapped], neutral: bool) -> Arc<[
 enum WritePath {
     /// SELECT the rows as text; DELETE their keys; INSERT ... VALUES.
     Insert,
+    /// Into MySQL: SELECT the rows as text; DELETE their keys; LOAD DATA
+    /// LOCAL INFILE of the rows, encoded here (rayon) and sent from memory.
+    Load(LoadData),
     /// PostgreSQL to PostgreSQL whose key range means the same rows on
     /// both sides: the source's COPY streams into the target's.
     Stream(StreamCopy),
@@ -499,6 +553,94 @@ enum WritePath {
         /// Per column, how its wire text becomes COPY's input text.
         forms: Arc<[CopyText]>,
     },
+}
+
+struct LoadData {
+    /// `LOAD DATA LOCAL INFILE ... INTO TABLE target ...`.
+    sql: String,
+    /// The target refused LOAD DATA LOCAL mid-job (local_infile turned
+    /// off): the remaining chunks are written with INSERT.
+    refused: AtomicBool,
+    /// A chunk that LOAD DATA warned about was taken by INSERT (said once).
+    replayed: AtomicBool,
+}
+
+/// A MySQL target's path: LOAD DATA LOCAL, or INSERT and why.
+#[derive(Debug, PartialEq, Eq)]
+enum MyPath {
+    Load,
+    Insert(String),
+}
+
+/// Whether a server error refuses LOAD DATA LOCAL itself: 1148 (MariaDB,
+/// and MySQL before 8.0.19: "not allowed with this version") or 3948
+/// (MySQL: "Loading local data is disabled").
+fn refuses_local_infile(e: &Error) -> bool {
+    matches!(e.code.as_deref(), Some("1148" | "3948"))
+}
+
+/// Whether the server's `@@local_infile`, as it reads, is off.
+fn local_infile_off(local_infile: Option<&str>) -> bool {
+    local_infile.is_some_and(|v| matches!(v.trim().to_ascii_uppercase().as_str(), "0" | "OFF"))
+}
+
+/// The path into a MySQL target. `local_infile`: the server's
+/// `@@local_infile` as it reads (None if it could not be read); `probe`:
+/// how a LOAD DATA LOCAL of no rows into the target went, if one was
+/// tried. Any doubt means INSERT, the path that needs nothing of the
+/// server's settings.
+fn choose_mysql_path(local_infile: Option<&str>, probe: Option<&Result<()>>) -> MyPath {
+    if local_infile_off(local_infile) {
+        return MyPath::Insert(
+            "the target server has local_infile=OFF; SET GLOBAL local_infile = ON there to \
+             load chunks faster"
+                .into(),
+        );
+    }
+    match probe {
+        Some(Ok(())) => MyPath::Load,
+        Some(Err(e)) if refuses_local_infile(e) => MyPath::Insert(format!(
+            "the target refused it: {}; enable local_infile on the target server to load \
+             chunks faster",
+            e.message
+        )),
+        Some(Err(e)) => MyPath::Insert(format!(
+            "a LOAD DATA of no rows into the target failed: {}",
+            e.message
+        )),
+        None => MyPath::Insert("LOAD DATA LOCAL was not tried on the target".into()),
+    }
+}
+
+/// Read the target's `@@local_infile` and, unless it is off, try the real
+/// statement with no rows (it writes nothing), so that the chunks meet no
+/// surprise: a proxy or a server that refuses LOCAL shows here.
+async fn probe_load_data(target_db: &dyn Database, load_sql: &str) -> Result<MyPath> {
+    let mut s = target_db.session().await?;
+    let local_infile = s
+        .query("SELECT @@local_infile", &[])
+        .await
+        .ok()
+        .and_then(|rows| rows.into_iter().next())
+        .and_then(|row| row.into_iter().next().flatten());
+    let probe = if local_infile_off(local_infile.as_deref()) {
+        None
+    } else {
+        Some(
+            s.transaction_with_load_data(&[], load_sql, Vec::new(), 0)
+                .await
+                .and_then(|outcome| match outcome {
+                    LoadOutcome::Committed { .. } => Ok(()),
+                    LoadOutcome::RolledBack { shown, .. } => Err(Error::fatal(format!(
+                        "it warned: {}",
+                        shown
+                            .first()
+                            .map_or("no warning shown", |w| w.message.as_str())
+                    ))),
+                }),
+        )
+    };
+    Ok(choose_mysql_path(local_infile.as_deref(), probe.as_ref()))
 }
 
 struct StreamCopy {
@@ -856,6 +998,81 @@ fn encode_text_row(row: &[Option<String>], forms: &[CopyText], out: &mut Vec<u8>
     out.push(b'\n');
 }
 
+/// Bytes per piece handed to the server: each is one protocol packet,
+/// well under any `max_allowed_packet`.
+const LOAD_PIECE: usize = 512 * 1024;
+
+/// Rows as `Mysql::load_data_local` reads them: a tab between values, a
+/// newline after each row, escapes by `load_data_field`. Parts of the
+/// chunk are encoded on all cores at once.
+async fn encode_load_data(rows: Arc<Vec<crate::db::Row>>) -> Result<Vec<bytes::Bytes>> {
+    const ROWS_PER_PART: usize = 2048;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Off the async runtime's threads: rayon's pool waits for its parts.
+    rayon::spawn(move || {
+        let parts: Vec<bytes::Bytes> = rows
+            .par_chunks(ROWS_PER_PART)
+            .map(|part| {
+                let mut out = Vec::with_capacity(part.len() * 64);
+                for row in part {
+                    encode_load_row(row, &mut out);
+                }
+                bytes::Bytes::from(out)
+            })
+            .collect();
+        let _ = tx.send(parts);
+    });
+    let parts = rx
+        .await
+        .map_err(|_| Error::fatal("internal: the LOAD DATA encoder stopped"))?;
+    // Cut where the bytes fall: LOAD DATA reads one stream.
+    let mut pieces = Vec::with_capacity(parts.len());
+    for part in parts {
+        let mut at = 0;
+        while at < part.len() {
+            let end = (at + LOAD_PIECE).min(part.len());
+            pieces.push(part.slice(at..end));
+            at = end;
+        }
+    }
+    Ok(pieces)
+}
+
+fn encode_load_row(row: &[Option<String>], out: &mut Vec<u8>) {
+    for (i, value) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        load_data_field(value.as_deref(), out);
+    }
+    out.push(b'\n');
+}
+
+/// `at row N` in a MySQL warning: the row's place in the LOAD, 1-based.
+fn warning_row(message: &str) -> Option<usize> {
+    let rest = &message[message.rfind(" at row ")? + " at row ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// What to do about the first thing a LOAD DATA warned about.
+fn load_warning_advice(code: Option<u32>) -> &'static str {
+    match code {
+        Some(1062) => {
+            "the target's unique key named above already holds that value (in a row outside \
+             this chunk, or for two of the chunk's keys that its collation treats as equal; \
+             LOAD DATA LOCAL would have skipped the row): remove the conflicting row from the \
+             target, or drop that unique key or give it a binary collation (utf8mb4_bin)"
+        }
+        Some(1406 | 1265 | 1264 | 1366 | 1292 | 1367 | 1411 | 1048 | 1263 | 1364 | 1261) => {
+            "the target column cannot hold the value as it is (LOAD DATA LOCAL would have cut, \
+             zeroed or defaulted it): widen or change the target column's type, or --map \
+             COL=EXPR to convert the value on the source"
+        }
+        _ => "fix the target table or the source row the warning names",
+    }
+}
+
 struct TransferWork {
     target_db: Arc<dyn Database>,
     read: ChunkSql,
@@ -982,6 +1199,65 @@ impl TransferWork {
         Ok(())
     }
 
+    /// `insert`, the error of the strict INSERT that replayed a chunk
+    /// whose LOAD DATA warned or loaded another number of rows, told with
+    /// what LOAD DATA said (its first warnings, the key of the row it
+    /// names) and what to do. Kind and codes stay the INSERT's.
+    fn load_refused(
+        &self,
+        rows: &[crate::db::Row],
+        loaded: u64,
+        warnings: u64,
+        shown: &[ServerWarning],
+        insert: Error,
+    ) -> Error {
+        let said = match shown.first() {
+            Some(w) => {
+                let key = warning_row(&w.message)
+                    .and_then(|n| rows.get(n.checked_sub(1)?))
+                    .map(|row| {
+                        let values: Vec<String> = self
+                            .key_positions
+                            .iter()
+                            .map(|&at| row.get(at).cloned().flatten().unwrap_or_default())
+                            .collect();
+                        let names: Vec<&str> =
+                            self.key_targets.iter().map(|c| c.name.as_str()).collect();
+                        if names.len() == 1 {
+                            format!(" (key {} = {})", names.join(""), values.join(""))
+                        } else {
+                            format!(" (key ({}) = ({}))", names.join(", "), values.join(", "))
+                        }
+                    })
+                    .unwrap_or_default();
+                let more = shown[1..]
+                    .iter()
+                    .map(|w| format!("; {}", w.message))
+                    .collect::<String>();
+                format!(", first: {} (warning {}){key}{more}", w.message, w.code)
+            }
+            None => String::new(),
+        };
+        let advice = load_warning_advice(
+            insert
+                .code
+                .as_deref()
+                .and_then(|c| c.parse().ok())
+                .or(shown.first().map(|w| w.code)),
+        );
+        let mut err = insert;
+        err.message = format!(
+            "{} refused a row of this chunk: {}. LOAD DATA LOCAL had loaded {loaded} of {} rows \
+             with {warnings} warning(s){said} (it turns into warnings what a strict INSERT \
+             refuses); the chunk was rolled back, then written again with INSERT, which refused it \
+             as above: nothing of it was written; {advice}, then rerun the same command to resume",
+            self.target_name,
+            err.message,
+            rows.len(),
+        );
+        err
+    }
+
     /// INSERTs of the rows, in statements under the parameter limit.
     fn insert_statements(&self, td: &dyn Dialect, rows: &[crate::db::Row]) -> Vec<Statement> {
         let mut statements = Vec::new();
@@ -1065,6 +1341,59 @@ impl ChunkWork for TransferWork {
                 .transaction_with_copy_in(&deletes, copy_in, data)
                 .await?;
             return Ok(copied);
+        }
+        if let WritePath::Load(load) = &self.write
+            && !load.refused.load(Ordering::Relaxed)
+        {
+            let rows = Arc::new(rows);
+            let deletes = self.delete_statements(td, &rows);
+            let data = encode_load_data(rows.clone()).await?;
+            match target
+                .transaction_with_load_data(&deletes, &load.sql, data, rows.len() as u64)
+                .await
+            {
+                Ok(LoadOutcome::Committed { loaded, .. }) => return Ok(loaded),
+                // Rolled back. The strict INSERT is the reference: its
+                // own error, or the chunk written as that path writes it.
+                Ok(LoadOutcome::RolledBack {
+                    loaded,
+                    warnings,
+                    shown,
+                }) => {
+                    let statements = self.statements(td, &rows);
+                    return match target.transaction(&statements).await {
+                        Ok(_) => {
+                            if !load.replayed.swap(true, Ordering::Relaxed) {
+                                eprintln!(
+                                    "rowferry: LOAD DATA LOCAL warned on a chunk ({}) where a \
+                                     strict INSERT did not; such chunks are written with INSERT",
+                                    shown
+                                        .first()
+                                        .map_or("no warning shown", |w| w.message.as_str())
+                                );
+                            }
+                            Ok(rows.len() as u64)
+                        }
+                        Err(e) if e.is_retryable() => Err(e),
+                        Err(e) => Err(self.load_refused(&rows, loaded, warnings, &shown, e)),
+                    };
+                }
+                // local_infile turned off mid-job: rolled back; this chunk
+                // and the rest go by INSERT.
+                Err(e) if refuses_local_infile(&e) => {
+                    if !load.refused.swap(true, Ordering::Relaxed) {
+                        eprintln!(
+                            "rowferry: the target refused LOAD DATA LOCAL INFILE ({}); copying \
+                             the remaining chunks with INSERT ... VALUES",
+                            e.message
+                        );
+                    }
+                    let statements = self.statements(td, &rows);
+                    target.transaction(&statements).await?;
+                    return Ok(rows.len() as u64);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let statements = self.statements(td, &rows);
         target.transaction(&statements).await?;
@@ -1192,6 +1521,99 @@ mod tests {
             "a\\tb\\nc\\rd\\\\e\\\\.\t\\N\t\tGrüße 🚚\t\\\\x00FF\t\
              2024-02-29 23:59:59.000001+00\n"
         );
+    }
+
+    #[test]
+    fn a_mysql_target_loads_unless_it_refuses_local_infile() {
+        let refused = |code: &str, message: &str| {
+            let mut e = Error::fatal(message);
+            e.code = Some(code.into());
+            Err(e)
+        };
+        assert_eq!(choose_mysql_path(Some("1"), Some(&Ok(()))), MyPath::Load);
+        assert_eq!(choose_mysql_path(None, Some(&Ok(()))), MyPath::Load);
+        for off in ["0", "OFF", "off "] {
+            let MyPath::Insert(why) = choose_mysql_path(Some(off), None) else {
+                panic!("local_infile={off} means INSERT");
+            };
+            assert!(why.contains("local_infile=OFF"), "{why}");
+            assert!(why.contains("SET GLOBAL local_infile = ON"), "{why}");
+        }
+        let MyPath::Insert(why) = choose_mysql_path(
+            Some("1"),
+            Some(&refused(
+                "3948",
+                "Loading local data is disabled; this must be enabled on both the client and \
+                 server sides",
+            )),
+        ) else {
+            panic!("a refused LOAD means INSERT");
+        };
+        assert!(
+            why.contains("refused it: Loading local data is disabled"),
+            "{why}"
+        );
+        assert!(matches!(
+            choose_mysql_path(Some("1"), Some(&refused("1148", "not allowed"))),
+            MyPath::Insert(_)
+        ));
+        let MyPath::Insert(why) =
+            choose_mysql_path(Some("ON"), Some(&refused("1142", "INSERT command denied")))
+        else {
+            panic!("any failed probe means INSERT");
+        };
+        assert!(why.contains("failed: INSERT command denied"), "{why}");
+        assert!(matches!(
+            choose_mysql_path(Some("1"), None),
+            MyPath::Insert(_)
+        ));
+    }
+
+    #[test]
+    fn load_data_rows_and_their_warnings() {
+        let mut out = Vec::new();
+        encode_load_row(
+            &[
+                Some("1".into()),
+                None,
+                Some("a\tb\\".into()),
+                Some(String::new()),
+            ],
+            &mut out,
+        );
+        encode_load_row(&[Some("NULL".into())], &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1\t\\N\ta\\tb\\\\\t\nNULL\n"
+        );
+        assert_eq!(
+            warning_row("Data too long for column 'v' at row 3"),
+            Some(3)
+        );
+        assert_eq!(
+            warning_row("Incorrect integer value: 'x' for column `d`.`t`.`n` at row 12"),
+            Some(12)
+        );
+        assert_eq!(warning_row("Duplicate entry 'a' for key 'u'"), None);
+    }
+
+    #[tokio::test]
+    async fn load_data_pieces_stay_small_and_keep_every_byte() {
+        let rows: Vec<crate::db::Row> = (0..5000)
+            .map(|i| vec![Some(i.to_string()), Some("x".repeat(300))])
+            .collect();
+        let mut want = Vec::new();
+        for row in &rows {
+            encode_load_row(row, &mut want);
+        }
+        let pieces = encode_load_data(Arc::new(rows)).await.unwrap();
+        assert!(pieces.len() > 2);
+        assert!(
+            pieces
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= LOAD_PIECE)
+        );
+        assert_eq!(pieces.concat(), want);
     }
 
     fn facts(ty: &str, oid: u32, collation: Option<Collation>) -> TypeFacts {
