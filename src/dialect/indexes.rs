@@ -28,6 +28,111 @@ pub struct CatalogIndex {
     pub comment: Option<String>,
 }
 
+/// What an index is made of, as far as building it elsewhere goes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct IndexShape {
+    #[serde(default)]
+    pub primary: bool,
+    #[serde(default)]
+    pub unique: bool,
+    /// The key parts in order (an expression part has no column name).
+    #[serde(default)]
+    pub parts: Vec<KeyPart>,
+    /// What the other engine cannot build alike (an expression, a
+    /// partial index, a method, a prefix length...): empty when a plain
+    /// list of columns, each ascending or descending, says it all.
+    #[serde(default)]
+    pub engine_specific: Vec<String>,
+    /// Why even the same engine cannot build it again from its definition
+    /// online (an exclusion constraint, MySQL FULLTEXT/SPATIAL).
+    #[serde(default)]
+    pub not_rebuildable: Option<String>,
+    /// PostgreSQL: the definition up to and with its table's name
+    /// (`CREATE UNIQUE INDEX name ON [ONLY] schema.table`), to put another
+    /// name and table in its place.
+    #[serde(default)]
+    pub head: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct KeyPart {
+    /// Empty for an expression.
+    #[serde(default)]
+    pub column: String,
+    #[serde(default)]
+    pub descending: bool,
+    /// MySQL: an index of the first N characters (bytes) only.
+    #[serde(default)]
+    pub prefix: Option<u32>,
+}
+
+/// The facts the PostgreSQL catalog query gives, before judging them.
+#[derive(Debug, Deserialize)]
+struct PgIndexFacts {
+    primary: bool,
+    unique: bool,
+    method: String,
+    expressions: bool,
+    partial: bool,
+    include: bool,
+    exclusion: bool,
+    head: String,
+    parts: Vec<PgPartFacts>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PgPartFacts {
+    column: Option<String>,
+    descending: bool,
+    /// The column's default operator class and collation.
+    plain: bool,
+}
+
+impl PgIndexFacts {
+    fn shape(self) -> IndexShape {
+        let mut engine_specific = Vec::new();
+        if self.method != "btree" {
+            engine_specific.push(format!("the {} method", self.method));
+        }
+        if self.expressions {
+            engine_specific.push("an expression".to_string());
+        }
+        if self.partial {
+            engine_specific.push("a WHERE clause (a partial index)".to_string());
+        }
+        if self.include {
+            engine_specific.push("INCLUDE columns".to_string());
+        }
+        for p in &self.parts {
+            if let (Some(c), false) = (&p.column, p.plain) {
+                engine_specific.push(format!(
+                    "an operator class or collation of its own on {}",
+                    Postgres.quote_ident(c)
+                ));
+            }
+        }
+        IndexShape {
+            primary: self.primary,
+            unique: self.unique,
+            parts: self
+                .parts
+                .into_iter()
+                .map(|p| KeyPart {
+                    column: p.column.unwrap_or_default(),
+                    descending: p.descending,
+                    prefix: None,
+                })
+                .collect(),
+            engine_specific,
+            not_rebuildable: self.exclusion.then(|| {
+                "an exclusion constraint: CREATE INDEX would build its index without the                  constraint"
+                    .to_string()
+            }),
+            head: Some(self.head),
+        }
+    }
+}
+
 /// What a rebuild needs to create one index again exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexDefinition {
@@ -59,6 +164,13 @@ pub trait IndexSql: Send + Sync {
     fn list_indexes(&self, table_id: &str, schema: &str, table: &str) -> (String, Vec<String>);
 
     fn read_indexes(&self, rows: &[Row]) -> Result<Vec<CatalogIndex>>;
+
+    /// What each index of the same rows is made of, by name: to build it
+    /// on another table, server or engine (`copy --create-target`). An
+    /// engine without these facts gives none.
+    fn read_shapes(&self, _rows: &[Row]) -> Vec<(String, IndexShape)> {
+        Vec::new()
+    }
 
     /// Statements that drop these indexes, without blocking writers.
     fn drop_sql(&self, schema: &str, table: &str, names: &[&str]) -> Vec<String>;
@@ -124,9 +236,29 @@ impl IndexSql for Postgres {
                          WHEN i.indisclustered THEN 'clustered: CLUSTER orders the table by it' \
                     END, \
                     i.indisvalid::text, coalesce(ts.spcname::text, ''), \
-                    pg_catalog.obj_description(i.indexrelid, 'pg_class') \
+                    pg_catalog.obj_description(i.indexrelid, 'pg_class'), \
+                    pg_catalog.json_build_object( \
+                      'primary', i.indisprimary, 'unique', i.indisunique, 'method', am.amname::text, \
+                      'expressions', i.indexprs IS NOT NULL, 'partial', i.indpred IS NOT NULL, \
+                      'include', i.indnkeyatts < i.indnatts, 'exclusion', i.indisexclusion, \
+                      'head', 'CREATE ' || CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END \
+                              || 'INDEX ' || quote_ident(ic.relname) || ' ON ' \
+                              || CASE WHEN ic.relkind = 'I' THEN 'ONLY ' ELSE '' END \
+                              || i.indrelid::regclass::text, \
+                      'parts', (SELECT json_agg(json_build_object( \
+                                  'column', a.attname::text, \
+                                  'descending', (i.indoption[(k.ord - 1)::int] & 1) = 1, \
+                                  'plain', coalesce(opc.opcdefault, false) AND \
+                                           coalesce(i.indcollation[(k.ord - 1)::int] \
+                                                    IN (0, a.attcollation), true)) ORDER BY k.ord) \
+                                FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                                LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid \
+                                     AND a.attnum = k.attnum AND k.attnum <> 0 \
+                                LEFT JOIN pg_catalog.pg_opclass opc ON opc.oid = i.indclass[(k.ord - 1)::int] \
+                                WHERE k.ord <= i.indnkeyatts))::text \
              FROM pg_catalog.pg_index i \
              JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+             JOIN pg_catalog.pg_am am ON am.oid = ic.relam \
              LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid \
                   AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x') \
              LEFT JOIN pg_catalog.pg_tablespace ts ON ts.oid = ic.reltablespace \
@@ -151,6 +283,16 @@ impl IndexSql for Postgres {
                     tablespace: text(4).filter(|t| !t.is_empty()),
                     comment: text(5),
                 })
+            })
+            .collect()
+    }
+
+    fn read_shapes(&self, rows: &[Row]) -> Vec<(String, IndexShape)> {
+        rows.iter()
+            .filter_map(|r| {
+                let text = |i: usize| r.get(i).cloned().flatten();
+                let facts = serde_json::from_str::<PgIndexFacts>(&text(6)?).ok()?;
+                Some((text(0)?, facts.shape()))
             })
             .collect()
     }
@@ -297,6 +439,14 @@ impl IndexSql for Mysql {
         Ok(mysql_indexes(&text))
     }
 
+    fn read_shapes(&self, rows: &[Row]) -> Vec<(String, IndexShape)> {
+        let text = rows.first().and_then(|r| r.get(1).cloned().flatten());
+        mysql_index_lines(text.as_deref().unwrap_or_default())
+            .into_iter()
+            .filter_map(|(index, shape)| Some((index.name, shape?)))
+            .collect()
+    }
+
     fn drop_sql(&self, schema: &str, table: &str, names: &[&str]) -> Vec<String> {
         if names.is_empty() {
             return Vec::new();
@@ -350,6 +500,14 @@ impl IndexSql for Mysql {
 
 /// The indexes in a `SHOW CREATE TABLE` text, with why each one stays.
 pub fn mysql_indexes(create_table: &str) -> Vec<CatalogIndex> {
+    mysql_index_lines(create_table)
+        .into_iter()
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The indexes in a `SHOW CREATE TABLE` text, each with what it is made of.
+fn mysql_index_lines(create_table: &str) -> Vec<(CatalogIndex, Option<IndexShape>)> {
     let lines: Vec<&str> = create_table
         .lines()
         .map(|l| l.trim().trim_end_matches(','))
@@ -381,14 +539,15 @@ pub fn mysql_indexes(create_table: &str) -> Vec<CatalogIndex> {
         else {
             continue;
         };
-        let (name, columns) = if kind == "primary" {
-            ("PRIMARY".to_string(), column_list(rest).unwrap_or_default())
+        let (name, parts) = if kind == "primary" {
+            ("PRIMARY".to_string(), key_parts(rest))
         } else {
             let Some((name, after)) = backquoted(rest) else {
                 continue;
             };
-            (name, column_list(after.trim_start()).unwrap_or_default())
+            (name, key_parts(after.trim_start()))
         };
+        let columns: Vec<String> = parts.iter().flatten().map(|p| p.column.clone()).collect();
         let kept_because = match kind {
             "primary" => Some(KEEP_PRIMARY.to_string()),
             "unique" => Some(format!("unique index: {KEEP_UNIQUE}")),
@@ -408,16 +567,54 @@ pub fn mysql_indexes(create_table: &str) -> Vec<CatalogIndex> {
                     )
                 }),
         };
-        out.push(CatalogIndex {
-            name,
-            definition: line.to_string(),
-            kept_because,
-            valid: true,
-            tablespace: None,
-            comment: None,
-        });
+        out.push((
+            CatalogIndex {
+                name,
+                definition: line.to_string(),
+                kept_because,
+                valid: true,
+                tablespace: None,
+                comment: None,
+            },
+            parts.map(|parts| mysql_shape(kind, parts)),
+        ));
     }
     out
+}
+
+/// An index line's kind ("primary", "unique", "fulltext", ...) and key
+/// parts, judged for building elsewhere.
+fn mysql_shape(kind: &str, parts: Vec<KeyPart>) -> IndexShape {
+    let mut engine_specific = Vec::new();
+    let special = matches!(kind, "fulltext" | "spatial" | "vector");
+    if special {
+        engine_specific.push(format!("a {} index", kind.to_uppercase()));
+    }
+    for p in &parts {
+        match (p.column.as_str(), p.prefix) {
+            ("", _) => engine_specific.push("an expression".to_string()),
+            (c, Some(n)) => engine_specific.push(format!(
+                "a prefix length ({} of {} only)",
+                n,
+                Mysql.quote_ident(c)
+            )),
+            _ => {}
+        }
+    }
+    IndexShape {
+        primary: kind == "primary",
+        unique: matches!(kind, "primary" | "unique"),
+        parts,
+        engine_specific,
+        not_rebuildable: special.then(|| {
+            format!(
+                "a {} index: the server cannot build it without blocking writes (LOCK=NONE is \
+                 refused for it)",
+                kind.to_uppercase()
+            )
+        }),
+        head: None,
+    }
 }
 
 /// A leading `` `name` `` (backquotes doubled inside) and what follows.
@@ -443,22 +640,26 @@ fn backquoted(text: &str) -> Option<(String, &str)> {
 /// The column names of a leading `(`a`(10),`b` DESC)`; a functional key
 /// part (MySQL 8) reads as an empty name, which matches no column.
 fn column_list(text: &str) -> Option<Vec<String>> {
+    key_parts(text).map(|parts| parts.into_iter().map(|p| p.column).collect())
+}
+
+/// The key parts of a leading `(`a`(10),`b` DESC,(lower(`c`)))`: column,
+/// prefix length, direction; a functional key part (MySQL 8) has an
+/// empty column name.
+fn key_parts(text: &str) -> Option<Vec<KeyPart>> {
     let mut rest = text.strip_prefix('(')?;
-    let mut columns = Vec::new();
+    let mut parts = Vec::new();
     loop {
         rest = rest.trim_start();
-        match backquoted(rest) {
-            Some((name, after)) => {
-                columns.push(name);
-                rest = after;
-            }
-            None => columns.push(String::new()),
-        }
+        let (column, after) = match backquoted(rest) {
+            Some((name, after)) => (name, after),
+            None => (String::new(), rest),
+        };
         // Skip to the next top-level comma or the closing parenthesis.
         let mut depth = 0;
         let mut quote: Option<char> = None;
         let mut end = None;
-        for (i, c) in rest.char_indices() {
+        for (i, c) in after.char_indices() {
             match (quote, c) {
                 (Some(q), c) if c == q => quote = None,
                 (Some(_), _) => {}
@@ -473,9 +674,24 @@ fn column_list(text: &str) -> Option<Vec<String>> {
             }
         }
         let (i, c) = end?;
-        rest = &rest[i + 1..];
+        // What follows a column's name: `(10)`, ` DESC`, ` ASC`.
+        let tail = after[..i].trim();
+        let prefix = match column.is_empty() {
+            true => None,
+            false => tail
+                .strip_prefix('(')
+                .and_then(|t| t.split(')').next())
+                .and_then(|n| n.trim().parse().ok()),
+        };
+        let descending = !column.is_empty() && tail.to_ascii_uppercase().ends_with("DESC");
+        parts.push(KeyPart {
+            column,
+            descending,
+            prefix,
+        });
+        rest = &after[i + 1..];
         if c == ')' {
-            return Some(columns);
+            return Some(parts);
         }
     }
 }
@@ -665,5 +881,95 @@ mod tests {
         );
         assert_eq!(column_list("no list"), None);
         assert_eq!(backquoted("`a``b` rest"), Some(("a`b".into(), " rest")));
+    }
+
+    #[test]
+    fn mysql_lines_give_shapes_for_other_engines() {
+        let row: Row = vec![Some("t".into()), Some(CREATE.into())];
+        let got = Mysql.read_shapes(&[row]);
+        let shape = |n: &str| {
+            got.iter()
+                .find(|(name, _)| name == n)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default()
+        };
+        assert!(shape("PRIMARY").primary && shape("PRIMARY").unique);
+        assert!(shape("ua").unique && shape("ua").engine_specific.is_empty());
+        let kb = shape("kb");
+        assert_eq!(
+            kb.parts,
+            vec![
+                KeyPart {
+                    column: "b".into(),
+                    descending: true,
+                    prefix: None
+                },
+                KeyPart {
+                    column: "a".into(),
+                    descending: false,
+                    prefix: Some(10)
+                }
+            ]
+        );
+        assert_eq!(kb.engine_specific, vec!["a prefix length (10 of `a` only)"]);
+        assert!(kb.not_rebuildable.is_none());
+        let ft = shape("ft");
+        assert_eq!(ft.engine_specific, vec!["a FULLTEXT index"]);
+        assert!(ft.not_rebuildable.is_some_and(|w| w.contains("LOCK=NONE")));
+        assert_eq!(
+            key_parts("((lower(`c`)) DESC,`d` ASC)").map(|p| p
+                .into_iter()
+                .map(|p| (p.column, p.descending))
+                .collect::<Vec<_>>()),
+            Some(vec![("".into(), false), ("d".into(), false)])
+        );
+    }
+
+    #[test]
+    fn postgres_catalog_facts_give_shapes() {
+        let facts = |json: &str| {
+            let row: Row = vec![
+                Some("i".into()),
+                Some("CREATE INDEX i ON s.t USING btree (a)".into()),
+                None,
+                Some("true".into()),
+                Some("".into()),
+                None,
+                Some(json.into()),
+            ];
+            Postgres
+                .read_shapes(&[row])
+                .pop()
+                .map(|(_, s)| s)
+                .unwrap_or_default()
+        };
+        let plain = facts(
+            r#"{"primary": false, "unique": true, "method": "btree", "expressions": false,
+                "partial": false, "include": false, "exclusion": false,
+                "head": "CREATE UNIQUE INDEX i ON s.t",
+                "parts": [{"column": "a", "descending": true, "plain": true}]}"#,
+        );
+        assert!(plain.unique && plain.engine_specific.is_empty());
+        assert_eq!(plain.parts[0].column, "a");
+        assert!(plain.parts[0].descending);
+        assert_eq!(plain.head.as_deref(), Some("CREATE UNIQUE INDEX i ON s.t"));
+        let odd = facts(
+            r#"{"primary": false, "unique": false, "method": "gist", "expressions": true,
+                "partial": true, "include": true, "exclusion": true, "head": "CREATE INDEX i ON s.t",
+                "parts": [{"column": null, "descending": false, "plain": true},
+                          {"column": "b", "descending": false, "plain": false}]}"#,
+        );
+        assert_eq!(
+            odd.engine_specific,
+            vec![
+                "the gist method",
+                "an expression",
+                "a WHERE clause (a partial index)",
+                "INCLUDE columns",
+                "an operator class or collation of its own on \"b\""
+            ]
+        );
+        assert!(odd.not_rebuildable.is_some());
+        assert_eq!(odd.parts[0].column, "");
     }
 }

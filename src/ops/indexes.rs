@@ -121,6 +121,11 @@ struct Target {
     /// builds must not block them. A copy's target without sync triggers
     /// is written by nothing else, and a plain build reads it once.
     online: bool,
+    /// Indexes of the wanted names count as there whatever their
+    /// definition (`copy --create-target`: built from another server's
+    /// definitions, which this server prints its own way); deferred
+    /// indexes must come back with the recorded definition.
+    by_name: bool,
 }
 
 async fn connect(url: &DbUrl, opts: &RunOptions, jobs: usize) -> Result<Arc<dyn Database>> {
@@ -178,6 +183,11 @@ impl Target {
             kept: kept(catalog),
             rebuilt_at: None,
         }
+    }
+
+    /// Whether `found` is the index `want` asks for.
+    fn is(&self, found: &CatalogIndex, want: &IndexDefinition) -> bool {
+        self.by_name || found.definition == want.definition
     }
 
     fn conflict(&self, want: &IndexDefinition, found: &CatalogIndex) -> Error {
@@ -241,7 +251,7 @@ impl Target {
         let mut missing = Vec::new();
         for want in &record.indexes {
             match current.iter().find(|c| c.name == want.name) {
-                Some(c) if c.valid && c.definition == want.definition => {}
+                Some(c) if c.valid && self.is(c, want) => {}
                 Some(c) if c.valid => return Err(self.conflict(want, c)),
                 Some(_) => {
                     eprintln!(
@@ -257,8 +267,17 @@ impl Target {
         let present = record.indexes.len() - missing.len();
         if present > 0 {
             eprintln!(
-                "rowferry: {present} recorded index(es) of {table} already present with the \
-                 recorded definition and valid: {}",
+                "rowferry: {present} {} of {table} already present{} and valid: {}",
+                if self.by_name {
+                    "index(es)"
+                } else {
+                    "recorded index(es)"
+                },
+                if self.by_name {
+                    ""
+                } else {
+                    " with the recorded definition"
+                },
                 names(
                     record
                         .indexes
@@ -346,7 +365,7 @@ impl Target {
         let after = self.catalog_now().await?;
         for want in &record.indexes {
             match after.iter().find(|c| c.name == want.name) {
-                Some(c) if c.valid && c.definition == want.definition => {}
+                Some(c) if c.valid && self.is(c, want) => {}
                 Some(c) if !c.valid => {
                     return Err(Error::fatal(format!(
                         "index {} of {table} is INVALID after its build; rerun to drop and build \
@@ -389,7 +408,7 @@ impl Target {
                     }
                     todo.push(want);
                 }
-                Some(c) if c.definition == want.definition => {}
+                Some(c) if self.is(c, want) => {}
                 Some(c) => return Err(self.conflict(want, c)),
             }
         }
@@ -440,9 +459,14 @@ impl Target {
             // MySQL: the server cannot do it without blocking writes.
             Some("1845" | "1846") => format!(
                 "building index(es) {what} of {table}: the server cannot build them without \
-                 blocking writes ({}). They stay recorded as deferred; build them in a quiet \
-                 period ({} with LOCK=SHARED), then rerun to check them and mark them rebuilt",
+                 blocking writes ({}). {}build them in a quiet period ({} with LOCK=SHARED), \
+                 then rerun to check them{}",
                 e.message,
+                if self.by_name {
+                    ""
+                } else {
+                    "They stay recorded as deferred; "
+                },
                 self.isql
                     .build_sql(
                         &self.table.schema,
@@ -450,8 +474,15 @@ impl Target {
                         &unit.iter().collect::<Vec<_>>()
                     )
                     .map(|s| s.join("; "))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                if self.by_name {
+                    ""
+                } else {
+                    " and mark them rebuilt"
+                }
             ),
+            // Said by the caller, which knows why it builds them.
+            _ if self.by_name => e.message.clone(),
             _ => format!(
                 "building index(es) {what} of {table}: {}. They stay recorded as deferred; rerun \
                  the same command to build them again (an INVALID leftover is dropped first)",
@@ -491,6 +522,156 @@ fn explain_ddl(e: Error, doing: &str, record: &DeferredIndexes, table: &TableInf
 fn describe_kept(kept: &[KeptIndex]) {
     for k in kept {
         eprintln!("rowferry:   kept {}: {}", k.name, k.reason);
+    }
+}
+
+/// One writer of a table at a time: the same lock a copy into it holds,
+/// kept as long as the returned session lives.
+async fn write_lock(db: &Arc<dyn Database>, table: &TableInfo) -> Result<Box<dyn Session>> {
+    try_write_lock(db, table)
+        .await?
+        .ok_or_else(|| write_lock_held(table))
+}
+
+/// The write lock, or None while another session holds it.
+async fn try_write_lock(
+    db: &Arc<dyn Database>,
+    table: &TableInfo,
+) -> Result<Option<Box<dyn Session>>> {
+    let mut lock_session = db
+        .dedicated_session()
+        .await
+        .map_err(|e| e.with_kind(ErrorKind::Input))?;
+    let held = lock_session
+        .query(
+            db.dialect().try_job_lock_sql(),
+            std::slice::from_ref(&write_lock_name(table)),
+        )
+        .await?;
+    let got = held
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+        .as_deref()
+        == Some("true");
+    Ok(got.then_some(lock_session))
+}
+
+fn write_lock_name(table: &TableInfo) -> String {
+    format!("rowferry:writes:{}", table.id)
+}
+
+fn write_lock_held(table: &TableInfo) -> Error {
+    Error::input(format!(
+        "another rowferry run is writing {} (advisory lock `{}` is held): a copy, or another \
+         `indexes` command. Wait for it to finish, then rerun",
+        table.display_name(),
+        write_lock_name(table)
+    ))
+}
+
+// ------------------------------------------------------------------ copy --create-target
+
+/// The indexes `copy --create-target` builds on the table it created,
+/// after the copy, under the table's write lock: online, one build at a
+/// time, each index matched by name (one already there and valid is
+/// kept; an INVALID one, left by a failed concurrent build, is dropped
+/// and built again), and proven from the catalog afterwards.
+pub(crate) struct TargetIndexes {
+    target: Arc<Target>,
+    _lock: Box<dyn Session>,
+}
+
+impl TargetIndexes {
+    pub(crate) async fn open(
+        url: &DbUrl,
+        opts: &RunOptions,
+        jobs: usize,
+        table: &TableName,
+    ) -> Result<Option<TargetIndexes>> {
+        let db = connect(url, opts, jobs).await?;
+        let Some(isql) = db.dialect().indexes() else {
+            return Ok(None);
+        };
+        let table = {
+            let mut s = db.session().await?;
+            inspect(s.as_mut(), db.dialect(), table, "--target-table").await?
+        };
+        // The copy that just ended released the lock with its session,
+        // which the server may take a moment to see gone.
+        let mut lock = None;
+        for _ in 0..50 {
+            lock = try_write_lock(&db, &table).await?;
+            if lock.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let lock = lock.ok_or_else(|| write_lock_held(&table))?;
+        Ok(Some(TargetIndexes {
+            target: Arc::new(Target {
+                db,
+                isql,
+                table,
+                jobs,
+                max_retries: opts.max_retries,
+                online: true,
+                by_name: true,
+            }),
+            _lock: lock,
+        }))
+    }
+
+    pub(crate) fn table(&self) -> &TableInfo {
+        &self.target.table
+    }
+
+    pub(crate) fn db(&self) -> &Arc<dyn Database> {
+        &self.target.db
+    }
+
+    pub(crate) fn sql(&self) -> &'static dyn IndexSql {
+        self.target.isql
+    }
+
+    /// The table's indexes now.
+    pub(crate) async fn catalog(&self) -> Result<Vec<CatalogIndex>> {
+        self.target.catalog_now().await
+    }
+
+    /// Build those of `indexes` that are missing or INVALID; false when
+    /// stopped by a signal first.
+    pub(crate) async fn build(
+        &self,
+        indexes: Vec<IndexDefinition>,
+        stop: &CancellationToken,
+    ) -> Result<bool> {
+        let record = DeferredIndexes {
+            target: String::new(),
+            table: self.target.table.display_name(),
+            deferred_at: now_rfc3339(),
+            indexes,
+            kept: Vec::new(),
+            rebuilt_at: None,
+        };
+        self.target.rebuild(&record, stop).await
+    }
+
+    /// Drop what a failed concurrent build of `name` left INVALID (it
+    /// would go on checking, and slowing, every write); true if it did.
+    pub(crate) async fn drop_if_invalid(&self, name: &str) -> Result<bool> {
+        let t = &self.target;
+        let invalid = t
+            .catalog_now()
+            .await?
+            .iter()
+            .any(|c| c.name == name && !c.valid);
+        if invalid {
+            let mut s = t.db.session().await?;
+            for sql in t.isql.drop_sql(&t.table.schema, &t.table.name, &[name]) {
+                s.execute(&sql).await?;
+            }
+        }
+        Ok(invalid)
     }
 }
 
@@ -547,6 +728,7 @@ impl CopyIndexes {
             jobs: self.options.jobs,
             max_retries: self.opts.max_retries,
             online: self.online,
+            by_name: false,
         }))
     }
 
@@ -832,6 +1014,7 @@ pub async fn run(req: &IndexesRequest) -> Result<()> {
         jobs: req.jobs,
         max_retries: req.opts.max_retries,
         online: true,
+        by_name: false,
     });
     let ours = |r: &DeferredIndexes| r.target == identity && r.table == table.display_name();
     if let Some(other) = loaded.as_ref().filter(|r| !ours(r)) {
@@ -864,27 +1047,7 @@ pub async fn run(req: &IndexesRequest) -> Result<()> {
         return Ok(());
     }
 
-    // One writer of a table at a time: the same lock a copy into it holds.
-    let mut lock_session = db
-        .dedicated_session()
-        .await
-        .map_err(|e| e.with_kind(ErrorKind::Input))?;
-    let lock_name = format!("rowferry:writes:{}", table.id);
-    let held = lock_session
-        .query(d.try_job_lock_sql(), std::slice::from_ref(&lock_name))
-        .await?;
-    if held
-        .first()
-        .and_then(|r| r.first().cloned().flatten())
-        .as_deref()
-        != Some("true")
-    {
-        return Err(Error::input(format!(
-            "another rowferry run is writing {} (advisory lock `{lock_name}` is held): a copy, or \
-             another `indexes` command. Wait for it to finish, then rerun",
-            table.display_name()
-        )));
-    }
+    let _lock = write_lock(&db, &table).await?;
 
     match req.action {
         IndexAction::Defer => {
