@@ -649,7 +649,7 @@ pub fn main() -> i32 {
                     .map(|c| ops::create_target::Cast::parse(c))
                     .collect::<Result<Vec<_>>>()?;
                 if args.create_target {
-                    ops::create_target::ensure(&spec, &opts, &casts).await?;
+                    return ops::create_target::run(&spec, &opts, &casts, indexes).await;
                 } else if !casts.is_empty() {
                     return Err(Error::input(
                         "--cast sets a column's type in the table --create-target creates; \

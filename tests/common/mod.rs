@@ -459,3 +459,84 @@ impl Running {
         (status.code(), self.seen.join("\n"))
     }
 }
+
+/// A PostgreSQL database of the test's own beside the default one (copies
+/// into another database need it), holding a schema named like `db`'s.
+/// `drop` removes it.
+pub struct OtherDatabase {
+    pub name: String,
+    schema: String,
+    client: Client,
+}
+
+impl OtherDatabase {
+    pub async fn new(db: &TestDb, tag: &str) -> OtherDatabase {
+        let name = unique_name(tag);
+        let admin = connect().await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name}"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("create the other database");
+        }
+        let base = pg_url();
+        let at = base.rfind('/').expect("a database in ROWFERRY_TEST_PG");
+        let url = format!("{}/{name}", &base[..at]);
+        let (client, conn) = tokio_postgres::connect(&url, NoTls)
+            .await
+            .expect("connect to the other database");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {}", db.schema))
+            .await
+            .expect("schema in the other database");
+        OtherDatabase {
+            name,
+            schema: db.schema.clone(),
+            client,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let base = pg_url();
+        let at = base.rfind('/').expect("a database in ROWFERRY_TEST_PG");
+        format!("{}/{}", &base[..at], self.name)
+    }
+
+    /// The schema-qualified name of `table` there.
+    pub fn q(&self, table: &str) -> String {
+        format!("{}.{table}", self.schema)
+    }
+
+    /// Run SQL with `{s}` replaced by the schema's name.
+    pub async fn exec(&self, sql: &str) {
+        let sql = sql.replace("{s}", &self.schema);
+        self.client
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
+    /// The first column of the first row, as text ("" for NULL).
+    pub async fn scalar(&self, sql: &str) -> String {
+        let sql = sql.replace("{s}", &self.schema);
+        self.client
+            .query_one(&sql, &[])
+            .await
+            .map(|row| row.get::<_, Option<String>>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .unwrap_or_default()
+    }
+
+    pub async fn drop(self) {
+        drop(self.client);
+        connect()
+            .await
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .expect("drop the other database");
+    }
+}
