@@ -563,7 +563,16 @@ async fn postgres_into_other_types_and_a_map_is_exact_on_every_copy_path() {
     assert_rows(&got_enum, &want_enum, "an enum, COPY in text");
 
     // Other modifiers: rounded as an INSERT's assignment rounds them.
+    // Narrower modifiers are refused before anything is written; a --map
+    // is the operator's explicit conversion (rounded as by INSERT).
     let out = run(&into("dst_typmods", &[]));
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("2 columns of") && stderr(&out).contains("column ts: source"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&into("dst_typmods", &["--map", "n=n", "--map", "ts=ts"]));
     expect_exit(&out, 0);
     assert!(
         stderr(&out).contains("copying with COPY (binary)"),
@@ -599,8 +608,17 @@ async fn postgres_into_other_types_and_a_map_is_exact_on_every_copy_path() {
         "numeric and timestamp modifiers",
     );
 
-    // A value too long for the target's varchar(5) is refused, not cut.
+    // varchar(20) into varchar(5) is refused before anything is written;
+    // mapped, a value too long for it is refused, not cut.
     let out = run(&into("dst_narrow", &[]));
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out)
+            .contains("column v: source character varying(20) into target character varying(5)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&into("dst_narrow", &["--map", "v=v"]));
     expect_exit(&out, 1);
     assert!(
         stderr(&out).contains("value too long for type character varying(5)"),

@@ -276,7 +276,11 @@ async fn a_decimal_rounded_to_the_targets_scale_is_taken_as_insert_takes_it() {
     .await;
     my.exec("CREATE TABLE {s}.dst (id bigint PRIMARY KEY, n decimal(10,2))")
         .await;
+    // The narrower scale is refused by the pre-flight; a --map is the
+    // operator's explicit choice to round.
     let out = run(&copy_args(&pg, &my, &my.url(), &[]));
+    expect_exit(&out, 2);
+    let out = run(&copy_args(&pg, &my, &my.url(), &["--map", "n=n"]));
     expect_exit(&out, 0);
     assert_load_path(&out);
     assert_eq!(

@@ -7,11 +7,14 @@
 //! of failing at chunk 9,000 or silently rounding.
 
 use super::copy::names_column;
-use crate::db::{Row, Session};
+use crate::db::{Database, Row, Session};
 use crate::dialect::Dialect;
-use crate::dialect::types::{Fit, TypeShape, fit};
+use crate::dialect::ddl::{catalog_sql, column_type};
+use crate::dialect::types::{Fit, LengthUnit, TemporalKind, TypeShape, fit};
 use crate::error::{Error, Result};
+use crate::spec::CopySpec;
 use crate::table::{Column, Key, TableInfo};
+use crate::url::Engine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -544,6 +547,225 @@ impl Preflight {
     }
 }
 
+// ------------------------------------------------------------------ another server
+
+/// A copied column whose target type holds fewer values than its source
+/// column's: a copy to another server would round them (scale,
+/// fractional seconds) or stop midway on one (integer range, length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Narrowed {
+    pub column: String,
+    pub source_type: String,
+    pub target_type: String,
+    /// What is lost, as `types::fit` says it.
+    pub what: String,
+}
+
+/// The declared types a pre-flight of a copy to another server compares:
+/// numbers into numbers (scale, integer digits, range), text of a
+/// declared length into text of a shorter one, and times into times of
+/// the same kind (fractional seconds). Unbounded text (`text`, MySQL's
+/// TEXT types) into `varchar(n)` is not compared: nothing says its
+/// values are long, and a longer one fails its chunk, never cut. Other
+/// pairs are the wire's to judge (`dialect::wire::faithful`).
+fn compared(source: TypeShape, target: TypeShape) -> bool {
+    use TypeShape as S;
+    match (source, target) {
+        (
+            S::Text {
+                unit: LengthUnit::Chars,
+                ..
+            },
+            S::Text {
+                unit: LengthUnit::Chars,
+                ..
+            },
+        ) => true,
+        (
+            S::Decimal { .. } | S::UnboundedDecimal | S::Integer { .. } | S::Float { .. },
+            S::Decimal { .. } | S::Integer { .. },
+        ) => true,
+        (S::Temporal { kind: a, .. }, S::Temporal { kind: b, .. }) => {
+            a == b && a != TemporalKind::Date
+        }
+        _ => false,
+    }
+}
+
+/// Pure: the copied columns whose target type is narrower than their
+/// source's. `pairs` are (source column, target column) copied unchanged
+/// (a `--map` is the operator's explicit conversion, not compared). The
+/// source type is spelled in the target's engine first (the mapping of
+/// `--create-target`, which holds every value exactly), then compared
+/// by the same rules as a copy within one database (`types::fit`).
+pub fn declared_narrowing(
+    from: Engine,
+    to: Engine,
+    td: &dyn Dialect,
+    pairs: &[(&Column, &Column)],
+) -> Vec<Narrowed> {
+    pairs
+        .iter()
+        .filter_map(|(s, t)| {
+            let as_target = column_type(from, to, &s.data_type)?;
+            if !compared(td.type_shape(&as_target), td.type_shape(&t.data_type)) {
+                return None;
+            }
+            let Fit::Lossy(n) = fit(td, &as_target, &t.data_type, "v") else {
+                return None;
+            };
+            let said = format!("{as_target} -> {}: ", t.data_type);
+            Some(Narrowed {
+                column: t.name.clone(),
+                source_type: s.data_type.clone(),
+                target_type: t.data_type.clone(),
+                what: n
+                    .description
+                    .strip_prefix(&said)
+                    .unwrap_or(&n.description)
+                    .to_string(),
+            })
+        })
+        .collect()
+}
+
+/// What `declared_narrowing` found, as the refusal of the copy.
+pub fn narrowing_refusal(target: &str, found: &[Narrowed]) -> Option<String> {
+    if found.is_empty() {
+        return None;
+    }
+    let items: Vec<String> = found
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "({}) column {}: source {} into target {}: {}",
+                i + 1,
+                n.column,
+                n.source_type,
+                n.target_type,
+                n.what
+            )
+        })
+        .collect();
+    let first = &found[0].column;
+    Some(format!(
+        "{} column{} of {target} {} narrower than the source's, so the copy would round values \
+         or stop midway on one: {}. Widen the target column{} to hold the source's type, or \
+         convert the values on purpose with --map COL=<expression> (e.g. --map {first}={first}, \
+         or a rounding expression of your choice): a mapped column is not compared",
+        found.len(),
+        if found.len() == 1 { "" } else { "s" },
+        if found.len() == 1 { "is" } else { "are" },
+        items.join("; "),
+        if found.len() == 1 { "" } else { "s" },
+    ))
+}
+
+/// A foreign key of another table (or of the table itself) that changes
+/// its rows when a row of the target is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CascadingKey {
+    pub constraint: String,
+    pub table: String,
+    /// CASCADE, SET NULL, SET DEFAULT.
+    pub rule: String,
+}
+
+/// The refusal of a copy into `target` that such foreign keys point at:
+/// a chunk deletes its keys in the target before it writes them, and a
+/// chunk written again (a rerun after a crash, a target that held rows)
+/// would delete or change the referencing rows.
+pub fn cascade_refusal(target: &str, keys: &[CascadingKey]) -> Option<String> {
+    if keys.is_empty() {
+        return None;
+    }
+    let items: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "foreign key {} of {} (ON DELETE {})",
+                k.constraint, k.table, k.rule
+            )
+        })
+        .collect();
+    Some(format!(
+        "{target} is referenced by {}: each chunk deletes its keys in the target before writing \
+         them, so a chunk written again (after a crash, or into rows already there) would {} the \
+         referencing rows. Drop {} for the copy and add {} back afterwards (ALTER TABLE ... DROP \
+         CONSTRAINT / DROP FOREIGN KEY, then ADD CONSTRAINT ... FOREIGN KEY ...), or copy into a \
+         table no such foreign key references",
+        items.join(", "),
+        if keys.iter().all(|k| k.rule == "CASCADE") {
+            "delete"
+        } else {
+            "delete or change"
+        },
+        if keys.len() == 1 { "it" } else { "them" },
+        if keys.len() == 1 { "it" } else { "them" },
+    ))
+}
+
+/// Pre-flight of a copy into a table on another server, before anything
+/// is written: no copied column narrower than its source (`--map`ped
+/// ones aside), no foreign key that cascades a chunk's deletes. `copied`
+/// are the target columns the copy writes.
+pub async fn other_server<'a>(
+    spec: &CopySpec,
+    td: &dyn Dialect,
+    target_db: &dyn Database,
+    source: &TableInfo,
+    target: &TableInfo,
+    copied: impl IntoIterator<Item = &'a Column>,
+) -> Result<()> {
+    let to = spec
+        .target
+        .as_ref()
+        .map_or(spec.source.engine, |t| t.engine);
+    let pairs: Vec<(&Column, &Column)> = copied
+        .into_iter()
+        .filter(|t| {
+            !spec
+                .maps
+                .iter()
+                .any(|m| m.column.eq_ignore_ascii_case(&t.name))
+        })
+        .filter_map(|t| source.column(&t.name).map(|s| (s, t)))
+        .collect();
+    let name = target.display_name();
+    let mut problems: Vec<String> = narrowing_refusal(
+        &name,
+        &declared_narrowing(spec.source.engine, to, td, &pairs),
+    )
+    .into_iter()
+    .collect();
+    if let Some(c) = catalog_sql(td) {
+        let mut s = target_db.session().await?;
+        let keys: Vec<CascadingKey> = s
+            .query(
+                c.cascading_foreign_keys_sql(),
+                std::slice::from_ref(&target.id),
+            )
+            .await?
+            .into_iter()
+            .map(|r| {
+                let text = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                CascadingKey {
+                    constraint: text(0),
+                    table: text(1),
+                    rule: text(2),
+                }
+            })
+            .collect();
+        problems.extend(cascade_refusal(&name, &keys));
+    }
+    match problems.as_slice() {
+        [] => Ok(()),
+        [one] => Err(Error::input(one.clone())),
+        many => Err(Error::input(many.join(". Also: "))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,5 +821,112 @@ mod tests {
         assert_eq!(v["column"], "n");
         assert_eq!(v["rows"], 2);
         assert_eq!(v["example_key"][0], "7");
+    }
+
+    fn col(name: &str, ty: &str) -> Column {
+        crate::dialect::test_support::column(name, ty)
+    }
+
+    #[test]
+    fn declared_types_narrower_on_another_server_are_found() {
+        use crate::dialect::mysql::Mysql;
+        use crate::dialect::postgres::Postgres;
+        let found = |from, to, td: &dyn Dialect, s: &str, t: &str| {
+            let (s, t) = (col("c", s), col("c", t));
+            declared_narrowing(from, to, td, &[(&s, &t)])
+        };
+        let (p, m) = (Engine::Postgres, Engine::Mysql);
+        let n = found(p, p, &Postgres, "numeric(30,10)", "numeric(12,2)");
+        assert_eq!(n.len(), 1);
+        assert!(
+            n[0].what
+                .starts_with("values with more than 2 decimal places are rounded")
+        );
+        assert_eq!(
+            (n[0].source_type.as_str(), n[0].target_type.as_str()),
+            ("numeric(30,10)", "numeric(12,2)")
+        );
+        let n = found(
+            p,
+            p,
+            &Postgres,
+            "timestamp(6) without time zone",
+            "timestamp(3) without time zone",
+        );
+        assert_eq!(n[0].what, "fractional seconds beyond 3 digits are lost");
+        assert_eq!(found(p, p, &Postgres, "bigint", "integer").len(), 1);
+        assert_eq!(
+            found(
+                p,
+                p,
+                &Postgres,
+                "character varying(100)",
+                "character varying(10)"
+            )
+            .len(),
+            1
+        );
+        // Unbounded text into varchar(n): each value fails alone if too long.
+        assert!(found(p, p, &Postgres, "text", "character varying(10)").is_empty());
+        assert!(found(p, m, &Mysql, "text", "varchar(10)").is_empty());
+        assert!(found(m, p, &Postgres, "mediumtext", "character varying(10)").is_empty());
+        // Wider, or the same: nothing.
+        assert!(found(p, p, &Postgres, "numeric(10,2)", "numeric(12,2)").is_empty());
+        assert!(found(p, p, &Postgres, "integer", "bigint").is_empty());
+        // Across engines, through the type --create-target would make.
+        assert_eq!(
+            found(p, m, &Mysql, "numeric(30,10)", "decimal(12,2)").len(),
+            1
+        );
+        assert_eq!(
+            found(p, m, &Mysql, "timestamp(6) without time zone", "datetime").len(),
+            1
+        );
+        assert_eq!(
+            found(m, p, &Postgres, "int(10) unsigned", "integer").len(),
+            1
+        );
+        assert!(found(m, p, &Postgres, "int(10) unsigned", "bigint").is_empty());
+        assert!(
+            found(
+                m,
+                p,
+                &Postgres,
+                "datetime(6)",
+                "timestamp without time zone"
+            )
+            .is_empty()
+        );
+        // Another kind of time is the wire's to judge.
+        assert!(found(p, m, &Mysql, "timestamp with time zone", "datetime(6)").is_empty());
+
+        let e = narrowing_refusal("s.t", &found(p, p, &Postgres, "bigint", "integer")).unwrap();
+        assert!(e.starts_with("1 column of s.t is narrower"), "{e}");
+        assert!(
+            e.contains("column c: source bigint into target integer"),
+            "{e}"
+        );
+        assert!(e.contains("--map c=c"), "{e}");
+        assert!(narrowing_refusal("s.t", &[]).is_none());
+    }
+
+    #[test]
+    fn cascading_foreign_keys_are_named_with_the_way_out() {
+        assert!(cascade_refusal("s.t", &[]).is_none());
+        let e = cascade_refusal(
+            "s.t",
+            &[CascadingKey {
+                constraint: "child_fk".into(),
+                table: "s.child".into(),
+                rule: "CASCADE".into(),
+            }],
+        )
+        .unwrap();
+        assert!(
+            e.contains("foreign key child_fk of s.child (ON DELETE CASCADE)"),
+            "{e}"
+        );
+        assert!(e.contains("would delete the referencing rows"), "{e}");
+        assert!(e.contains("Drop it for the copy"), "{e}");
     }
 }

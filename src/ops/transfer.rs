@@ -108,6 +108,8 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         }
     }
     let columns = resolve(d, td, &source, &target, spec, neutral)?;
+    let copied = columns.iter().map(|c| &c.target);
+    super::preflight::other_server(spec, td, target_db.as_ref(), &source, &target, copied).await?;
     let key_targets: Vec<Column> = key
         .columns
         .iter()
