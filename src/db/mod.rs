@@ -4,6 +4,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod sqlserver;
 
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind, Result};
@@ -152,12 +153,7 @@ pub async fn connect(url: &DbUrl, settings: &SessionSettings) -> Result<Box<dyn 
                 .await
                 .map_err(at_startup)?,
         ),
-        Engine::Mssql => {
-            return Err(Error::input(format!(
-                "{url}: this build of rowferry copies PostgreSQL and MySQL/MariaDB tables; the \
-                 SQL Server engine is not available yet"
-            )));
-        }
+        Engine::Mssql => Box::new(sqlserver::MsDatabase::new(url, settings)?),
     };
     db.session().await.map_err(at_startup)?;
     Ok(db)
@@ -166,8 +162,13 @@ pub async fn connect(url: &DbUrl, settings: &SessionSettings) -> Result<Box<dyn 
 /// A failed first connection: a server that is full or starting up is a
 /// runtime condition (exit 1); anything else is configuration (exit 2).
 fn at_startup(e: Error) -> Error {
-    // PostgreSQL 53300/57P03, MySQL 1040 (too many connections).
-    let transient = matches!(e.code.as_deref(), Some("53300" | "57P03" | "1040"));
+    // PostgreSQL 53300/57P03, MySQL 1040 (too many connections); SQL
+    // Server 17809 (too many connections), 18401 (upgrade mode after a
+    // start), 40613 (Azure SQL database not yet available).
+    let transient = matches!(
+        e.code.as_deref(),
+        Some("53300" | "57P03" | "1040" | "17809" | "18401" | "40613")
+    );
     e.with_kind(if transient {
         ErrorKind::Fatal
     } else {
