@@ -40,7 +40,8 @@
 # in database rowferry_bench of ROWFERRY_BENCH_MYSQL; target: the same
 # columns in PostgreSQL types (bigint, varchar, numeric(12,2), timestamp(6))
 # in TARGET_DB, with the same indexes. Rounds: rowferry-w2, rowferry-w4
-# (across engines: SELECT in neutral text forms, INSERT ... VALUES) and
+# (across engines: SELECT in neutral text forms, one DELETE of the chunk's
+# key range, COPY ... FROM STDIN in text) and
 # pgloader (LOAD DATABASE ... WITH data only, workers = 2, concurrency = 1,
 # INCLUDING ONLY TABLE NAMES MATCHING 'orders').
 #
