@@ -447,7 +447,8 @@ pub struct ThrottleArgs {
     pub max_lag: Duration,
     /// Hold chunks while the source server's load reaches N: PostgreSQL
     /// active sessions (or waiting=N: sessions waiting for a lock); MySQL
-    /// Threads_running (or any status counter, NAME=N). `none` turns it off.
+    /// Threads_running (or any status counter, NAME=N); SQL Server active
+    /// requests (or waiting=N, runnable=N). `none` turns it off.
     #[arg(long, value_name = "[METRIC=]N", default_value = "25", value_parser = parse_max_load)]
     pub max_load: MaxLoad,
     /// Stop the job cleanly (checkpoint saved, exit 1) when the load reaches N.

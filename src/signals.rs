@@ -359,7 +359,9 @@ pub async fn prepare(
             Error::input(format!(
                 "--max-load/--critical-load: unknown metric {metric:?} for this engine. \
                  PostgreSQL: active (sessions running a statement), waiting (sessions waiting \
-                 for a lock); MySQL/MariaDB: a global status counter such as Threads_running"
+                 for a lock); MySQL/MariaDB: a global status counter such as Threads_running; \
+                 SQL Server: active (user requests), waiting (requests blocked by another \
+                 session), runnable (tasks queued for a CPU)"
             ))
         })?;
         let load = Load::new(db.clone(), metric, sql, max, critical);

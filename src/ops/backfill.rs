@@ -236,12 +236,24 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
             let steps = d
                 .set_not_null_steps(&table_sql, &column.name, &constraint, definition.as_deref())
                 .ok_or_else(|| {
-                    Error::input(format!(
-                        "--then-not-null {}: cannot find the column's definition on {} to restate it; \
-                         run the backfill without it and make the column NOT NULL yourself",
-                        column.name,
-                        d.name()
-                    ))
+                    Error::input(if d.name() == "sqlserver" {
+                        format!(
+                            "--then-not-null {}: SQL Server has no online way to make a column \
+                             NOT NULL (ALTER COLUMN ... NOT NULL scans the table under a schema \
+                             modification lock that blocks every reader and writer); nothing \
+                             was written. Run the backfill without it and alter the column in a \
+                             quiet period",
+                            column.name
+                        )
+                    } else {
+                        format!(
+                            "--then-not-null {}: cannot find the column's definition on {} to \
+                             restate it; run the backfill without it and make the column NOT \
+                             NULL yourself",
+                            column.name,
+                            d.name()
+                        )
+                    })
                 })?;
             let count_nulls = format!(
                 "SELECT CAST(COUNT(*) AS CHAR(20)) FROM {table_sql} WHERE {} IS NULL",

@@ -150,6 +150,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
     let d = db.dialect();
     let mut session = db.session().await?;
     let (source, target, key) = inspect_pair(d, session.as_mut(), None, spec).await?;
+    super::preflight::refuse_ignore_dup_key(session.as_mut(), d, &target).await?;
     let resolved = resolve_columns(d, &source, &target, &spec.maps, &key)?;
     let mut copy = CopyStatement {
         source: d.qualified(&source.schema, &source.name),

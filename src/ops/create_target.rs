@@ -417,8 +417,10 @@ async fn explain_failure(
     group: &[(String, IndexDefinition, bool)],
     e: Error,
 ) -> String {
-    // 23505: unique_violation; 1062: ER_DUP_ENTRY.
-    let duplicate = matches!(e.code.as_deref(), Some("23505" | "1062"));
+    // 23505: unique_violation; 1062: ER_DUP_ENTRY; SQL Server 1505 (CREATE
+    // UNIQUE INDEX found a duplicate key).
+    let duplicate = matches!(e.code.as_deref(), Some("23505" | "1062"))
+        || (e.code.as_deref() == Some("1505") && target.db().dialect().name() == "sqlserver");
     let mut leftovers = Vec::new();
     for (_, def, _) in group {
         if let Ok(true) = target.drop_if_invalid(&def.name).await {

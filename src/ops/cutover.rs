@@ -51,8 +51,8 @@ pub struct CutoverSpec {
 fn swap_sql(d: &'static dyn Dialect) -> Result<&'static dyn SwapSql> {
     d.swap().ok_or_else(|| {
         Error::input(
-            "cutover and rollback are available for PostgreSQL in this version; on MySQL/MariaDB \
-             swap the tables with RENAME TABLE after the copy and verify, then remove the sync",
+            "cutover and rollback are not available for this engine in this version: swap the \
+             tables by hand after the copy and verify, then remove the sync",
         )
     })
 }
@@ -658,10 +658,13 @@ impl Exchange {
 
 /// A swap that could not happen, said with what to do about it.
 fn swap_refused(e: Error, what: &str) -> Error {
-    let advice = if matches!(e.code.as_deref(), Some("55P03" | "1205")) {
+    // 55P03 PostgreSQL, 1205 MySQL lock wait timeout (SQL Server's 1205
+    // is a deadlock: contention all the same), 1222 SQL Server.
+    let advice = if matches!(e.code.as_deref(), Some("55P03" | "1205" | "1222")) {
         "another transaction holds the tables, and waiting for it would queue the application \
          behind the swap; every attempt gave up after --lock-timeout. Find the long transaction \
-         (pg_stat_activity, SHOW PROCESSLIST), let it finish, and rerun (or raise --max-retries)"
+         (pg_stat_activity, SHOW PROCESSLIST, sys.dm_exec_requests), let it finish, and rerun \
+         (or raise --max-retries)"
     } else {
         "the server refused the swap"
     };

@@ -456,6 +456,20 @@ impl Target {
             e.kind
         };
         let message = match e.code.as_deref() {
+            // SQL Server: ONLINE = ON needs Enterprise or Developer edition.
+            Some(code)
+                if code == crate::dialect::sqlserver::ONLINE_INDEX_UNAVAILABLE
+                    && self.db.dialect().name() == "sqlserver" =>
+            {
+                format!(
+                    "building index(es) {what} of {table}: {} ({})",
+                    crate::dialect::sqlserver::online_index_unavailable(
+                        &table,
+                        &unit.iter().map(|i| i.name.as_str()).collect::<Vec<_>>()
+                    ),
+                    e.message
+                )
+            }
             // MySQL: the server cannot do it without blocking writes.
             Some("1845" | "1846") => format!(
                 "building index(es) {what} of {table}: the server cannot build them without \

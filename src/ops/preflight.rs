@@ -234,10 +234,7 @@ pub async fn run(
     }
     if !unfilled.is_empty() {
         // Certain for any row at all: one row is enough to show it.
-        let sql = format!(
-            "SELECT {key_json} FROM {table}{filter}{}",
-            d.rows_at_offset(1, 0)
-        );
+        let sql = format!("SELECT {key_json} FROM {table}{filter}{}", any_row(d));
         let rows = scan(session, &sql, source).await?;
         if let Some(row) = rows.first() {
             let example = key_of(Some(row), 0)?;
@@ -378,7 +375,7 @@ async fn duplicates(
             inner.join(", "),
             not_null.join(" AND "),
             names.join(", "),
-            d.rows_at_offset(1, 0)
+            any_row(d)
         );
         let rows = scan(session, &sql, source).await?;
         let Some(row) = rows.first() else {
@@ -405,6 +402,59 @@ async fn duplicates(
         });
     }
     Ok(())
+}
+
+/// SQL Server: a unique index with IGNORE_DUP_KEY = ON turns a duplicate
+/// key into a warning and drops the row, so a copy (or a sync trigger)
+/// into `target` could lose rows without an error: refused.
+pub async fn refuse_ignore_dup_key(
+    session: &mut dyn Session,
+    d: &dyn Dialect,
+    target: &TableInfo,
+) -> Result<()> {
+    if d.name() != "sqlserver" {
+        return Ok(());
+    }
+    let rows = session
+        .query(
+            crate::dialect::sqlserver::IGNORE_DUP_KEY_INDEXES_SQL,
+            std::slice::from_ref(&target.id),
+        )
+        .await?;
+    let names: Vec<String> = rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let table = d.qualified(&target.schema, &target.name);
+    Err(Error::input(format!(
+        "{} has unique index(es) with IGNORE_DUP_KEY = ON ({}): SQL Server drops a row that \
+         duplicates such a key with only a warning, so rows written into it could be lost \
+         silently. Turn the option off first ({}), or copy into another table",
+        target.display_name(),
+        names.join(", "),
+        names
+            .iter()
+            .map(|n| format!(
+                "ALTER INDEX {} ON {table} SET (IGNORE_DUP_KEY = OFF)",
+                d.quote_ident(n)
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
+}
+
+/// The clause that keeps any one row: T-SQL's OFFSET/FETCH needs an
+/// ORDER BY.
+fn any_row(d: &dyn Dialect) -> String {
+    let order = if d.name() == "sqlserver" {
+        " ORDER BY (SELECT NULL)"
+    } else {
+        ""
+    };
+    format!("{order}{}", d.rows_at_offset(1, 0))
 }
 
 /// Run one pre-flight read. A timeout or an expression the server cannot
@@ -706,6 +756,15 @@ pub fn cascade_refusal(target: &str, keys: &[CascadingKey]) -> Option<String> {
     ))
 }
 
+/// (table_id) -> (constraint, referencing table, ON DELETE rule) of the
+/// foreign keys whose deletes cascade into other rows, on SQL Server.
+const SQLSERVER_CASCADING_FOREIGN_KEYS_SQL: &str = "SELECT fk.name, \
+        QUOTENAME(OBJECT_SCHEMA_NAME(fk.parent_object_id)) + N'.' + QUOTENAME(OBJECT_NAME(fk.parent_object_id)), \
+        REPLACE(fk.delete_referential_action_desc, N'_', N' ') \
+ FROM sys.foreign_keys fk \
+ WHERE fk.referenced_object_id = CONVERT(int, @P1) AND fk.delete_referential_action <> 0 \
+ ORDER BY 2, 1";
+
 /// Pre-flight of a copy into a table on another server, before anything
 /// is written: no copied column narrower than its source (`--map`ped
 /// ones aside), no foreign key that cascades a chunk's deletes. `copied`
@@ -739,13 +798,15 @@ pub async fn other_server<'a>(
     )
     .into_iter()
     .collect();
-    if let Some(c) = catalog_sql(td) {
+    let cascading = match catalog_sql(td) {
+        Some(c) => Some(c.cascading_foreign_keys_sql()),
+        None if td.name() == "sqlserver" => Some(SQLSERVER_CASCADING_FOREIGN_KEYS_SQL),
+        None => None,
+    };
+    if let Some(sql) = cascading {
         let mut s = target_db.session().await?;
         let keys: Vec<CascadingKey> = s
-            .query(
-                c.cascading_foreign_keys_sql(),
-                std::slice::from_ref(&target.id),
-            )
+            .query(sql, std::slice::from_ref(&target.id))
             .await?
             .into_iter()
             .map(|r| {
@@ -769,6 +830,20 @@ pub async fn other_server<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_row_of_anything_is_ordered_on_sql_server() {
+        use crate::dialect::mysql::Mysql;
+        use crate::dialect::sqlserver::SqlServer;
+        assert_eq!(
+            any_row(&SqlServer),
+            " ORDER BY (SELECT NULL) OFFSET 0 ROWS FETCH NEXT 1 ROWS ONLY"
+        );
+        assert_eq!(any_row(&Mysql), Mysql.rows_at_offset(1, 0));
+        let cascading = SQLSERVER_CASCADING_FOREIGN_KEYS_SQL;
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MsSqlDialect {}, cascading)
+            .unwrap_or_else(|e| panic!("{e}: {cascading}"));
+    }
 
     fn problem(kind: ProblemKind, rows: u64) -> Problem {
         Problem {

@@ -357,16 +357,21 @@ fn explain_ddl(e: Error, triggers: &SyncTriggers) -> Error {
              create triggers. Connect as a user with SUPER (or, knowingly, set GLOBAL \
              log_bin_trust_function_creators = 1)",
         ),
-        Some("1142") | Some("42501") => Some(
+        // SQL Server: 1088 (no such object, or no permission on it), 262
+        // (permission denied in the database).
+        Some("1142") | Some("42501") | Some("1088") | Some("262") => Some(
             "the connecting user may not create triggers on the source table (TRIGGER \
-             privilege on MySQL, table ownership on PostgreSQL). Grant it, or connect as the \
-             table's owner",
+             privilege on MySQL, table ownership on PostgreSQL, ALTER on the table on SQL \
+             Server). Grant it, or connect as the table's owner",
         ),
-        Some("55P03") | Some("1205") => Some(
+        // SQL Server: 1222 lock timeout (its 1205 is a deadlock: contention
+        // all the same).
+        Some("55P03") | Some("1205") | Some("1222") => Some(
             "another transaction holds a lock on the source table, and waiting for it would \
              queue the application's writes behind this install; every attempt gave up after \
              --lock-timeout. Find the long transaction (pg_stat_activity, \
-             SHOW PROCESSLIST), let it finish, and rerun; or raise --max-retries",
+             SHOW PROCESSLIST, sys.dm_exec_requests), let it finish, and rerun; or raise \
+             --max-retries",
         ),
         Some("1064") if e.message.contains("OR REPLACE") => Some(
             "this server cannot replace a trigger in one step (MySQL 8 has no CREATE OR \
