@@ -54,6 +54,17 @@ pub fn crosses_servers(spec: &CopySpec) -> bool {
 /// both stop at 65535).
 const MAX_PARAMS: usize = 60_000;
 
+/// What one statement into the target may hold: parameters, and rows of
+/// a VALUES list. SQL Server takes 2,100 parameters per call and 1,000
+/// rows per VALUES.
+fn statement_limits(td: &dyn Dialect) -> (usize, usize) {
+    if td.name() == "sqlserver" {
+        (2_000, 1_000)
+    } else {
+        (MAX_PARAMS, usize::MAX)
+    }
+}
+
 pub async fn run(spec: &CopySpec, opts: &RunOptions) -> Result<()> {
     if spec.dual_write {
         return Err(Error::input(
@@ -94,7 +105,9 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
     };
     let target = {
         let mut s = target_db.session().await?;
-        inspect(s.as_mut(), td, &spec.target_table, "--target-table").await?
+        let target = inspect(s.as_mut(), td, &spec.target_table, "--target-table").await?;
+        super::preflight::refuse_ignore_dup_key(s.as_mut(), td, &target).await?;
+        target
     };
     let key = Key::resolve(&source, spec.key.as_deref())?;
     for column in &key.columns {
@@ -401,6 +414,19 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                 format!("INSERT ... VALUES (not LOAD DATA LOCAL INFILE: {why}){crossing}"),
             ),
         }
+    } else if target_url.engine == Engine::Mssql {
+        (
+            WritePath::Insert,
+            format!(
+                "INSERT ... VALUES, at most 1,000 rows and 2,000 values per statement (SQL \
+                 Server's bulk load is not used in this version){}",
+                if neutral {
+                    "; values cross engines in neutral text forms"
+                } else {
+                    ""
+                }
+            ),
+        )
     } else {
         (
             WritePath::Insert,
@@ -1138,7 +1164,8 @@ struct TransferWork {
     neutral: bool,
     source_dialect: &'static dyn Dialect,
     write: WritePath,
-    /// A GENERATED ALWAYS identity column is written (PostgreSQL).
+    /// A GENERATED ALWAYS identity column is written (PostgreSQL), or an
+    /// identity column (SQL Server).
     overriding_identity: bool,
     /// `DELETE FROM target WHERE` the chunk's key range, where that range
     /// holds exactly the chunk's keys on both sides (integer keys, no
@@ -1202,18 +1229,49 @@ impl TransferWork {
                 format!("({})", values.join(", "))
             })
             .collect();
-        let keys = self
+        let names: Vec<String> = self
             .key_targets
             .iter()
             .map(|c| td.quote_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        (format!("({keys}) IN ({})", tuples.join(", ")), params)
+            .collect();
+        if td.name() == "sqlserver" && names.len() > 1 {
+            // No row-value IN in T-SQL: `(a = x AND b = y) OR ...`, with
+            // the parameters numbered as above.
+            let mut n = 0;
+            let ors: Vec<String> = batch
+                .iter()
+                .map(|_| {
+                    let parts: Vec<String> = self
+                        .key_targets
+                        .iter()
+                        .zip(&names)
+                        .map(|(column, name)| {
+                            n += 1;
+                            format!("{name} = {}", td.wire().wire_in(n, column, self.neutral))
+                        })
+                        .collect();
+                    format!("({})", parts.join(" AND "))
+                })
+                .collect();
+            return (format!("({})", ors.join(" OR ")), params);
+        }
+        (
+            format!("({}) IN ({})", names.join(", "), tuples.join(", ")),
+            params,
+        )
+    }
+
+    /// Key tuples per DELETE or lookup, under the target's parameter limit.
+    fn keys_per_statement(&self, td: &dyn Dialect) -> usize {
+        let (max_params, _) = statement_limits(td);
+        KEYS_PER_STATEMENT
+            .min(max_params / self.key_targets.len().max(1))
+            .max(1)
     }
 
     /// DELETE of the rows' keys, a batch of keys per statement.
     fn delete_statements(&self, td: &dyn Dialect, rows: &[crate::db::Row]) -> Vec<Statement> {
-        rows.chunks(KEYS_PER_STATEMENT)
+        rows.chunks(self.keys_per_statement(td))
             .map(|batch| {
                 let (list, params) = self.key_list(td, batch);
                 Statement {
@@ -1252,7 +1310,7 @@ impl TransferWork {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        for batch in rows.chunks(KEYS_PER_STATEMENT) {
+        for batch in rows.chunks(self.keys_per_statement(td)) {
             let (list, params) = self.key_list(td, batch);
             let found = target
                 .query(
@@ -1268,7 +1326,7 @@ impl TransferWork {
                          different key of this chunk (a case- or accent-insensitive collation, \
                          or trailing spaces): writing the chunk would replace that row. Give \
                          the target's key columns a binary collation (utf8mb4_bin, COLLATE \
-                         \"C\"), then rerun the same command to resume; nothing of this chunk \
+                         \"C\", Latin1_General_100_BIN2), then rerun the same command to resume; nothing of this chunk \
                          was written",
                         self.target_name,
                         key.join(", ")
@@ -1347,7 +1405,8 @@ impl TransferWork {
             .map(|c| td.quote_ident(&c.name))
             .collect::<Vec<_>>()
             .join(", ");
-        let rows_per = (MAX_PARAMS / self.columns.len().max(1)).max(1);
+        let (max_params, max_rows) = statement_limits(td);
+        let rows_per = (max_params / self.columns.len().max(1)).clamp(1, max_rows);
         for batch in rows.chunks(rows_per) {
             let mut n = 0;
             let mut params: Vec<Option<String>> = Vec::new();
@@ -1373,8 +1432,17 @@ impl TransferWork {
                     format!("({})", values.join(", "))
                 })
                 .collect();
-            statements.push(Statement {
-                sql: format!(
+            let sql = if self.overriding_identity && td.name() == "sqlserver" {
+                // SQL Server writes an identity column only with
+                // IDENTITY_INSERT on, for this call (sp_executesql).
+                format!(
+                    "SET IDENTITY_INSERT {t} ON; INSERT INTO {t} ({names}) VALUES {}; \
+                     SET IDENTITY_INSERT {t} OFF",
+                    tuples.join(", "),
+                    t = self.target_q
+                )
+            } else {
+                format!(
                     "INSERT INTO {} ({names}) {}VALUES {}",
                     self.target_q,
                     if self.overriding_identity {
@@ -1383,7 +1451,10 @@ impl TransferWork {
                         ""
                     },
                     tuples.join(", ")
-                ),
+                )
+            };
+            statements.push(Statement {
+                sql,
                 params: params.into_iter().flatten().collect(),
             });
         }
@@ -1810,5 +1881,100 @@ mod tests {
             .map(|s| s.params.len())
             .sum();
         assert_eq!(inserted, 70_000, "every value is written once");
+    }
+
+    /// A transfer into SQL Server keyed by the first `keys` columns.
+    fn into_sqlserver(columns: Vec<Column>, keys: usize, identity: bool) -> TransferWork {
+        use crate::dialect::sqlserver::SqlServer;
+        struct NoDb;
+        #[async_trait]
+        impl Database for NoDb {
+            fn dialect(&self) -> &'static dyn Dialect {
+                &SqlServer
+            }
+            async fn session(&self) -> Result<Box<dyn Session>> {
+                Err(Error::fatal("no database in unit tests"))
+            }
+            async fn dedicated_session(&self) -> Result<Box<dyn Session>> {
+                Err(Error::fatal("no database in unit tests"))
+            }
+        }
+        TransferWork {
+            target_db: Arc::new(NoDb),
+            read: ChunkSql {
+                first: String::new(),
+                rest: String::new(),
+            },
+            target_q: "[s].[t]".into(),
+            target_name: "s.t".into(),
+            key_targets: columns[..keys].to_vec(),
+            key_positions: (0..keys).collect(),
+            columns,
+            neutral: false,
+            source_dialect: &SqlServer,
+            write: WritePath::Insert,
+            overriding_identity: identity,
+            range_delete: None,
+        }
+    }
+
+    #[test]
+    fn into_sqlserver_composite_keys_identity_and_its_limits() {
+        use crate::dialect::sqlserver::SqlServer;
+        let d = &SqlServer;
+        let work = into_sqlserver(
+            vec![
+                column("a", "int"),
+                column("b", "nvarchar(10)"),
+                column("v", "int"),
+            ],
+            2,
+            true,
+        );
+        let rows = vec![
+            vec![Some("1".into()), Some("x".into()), Some("7".into())],
+            vec![Some("2".into()), Some("y".into()), None],
+        ];
+        let got = work.statements(d, &work.delete_statements(d, &rows), &rows);
+        assert_eq!(
+            got[0].sql,
+            "DELETE FROM [s].[t] WHERE (([a] = @P1 AND [b] = @P2) OR ([a] = @P3 AND [b] = @P4))"
+        );
+        assert_eq!(got[0].params, ["1", "x", "2", "y"]);
+        assert_eq!(
+            got[1].sql,
+            "SET IDENTITY_INSERT [s].[t] ON; INSERT INTO [s].[t] ([a], [b], [v]) VALUES \
+             (@P1, @P2, @P3), (@P4, @P5, NULL); SET IDENTITY_INSERT [s].[t] OFF"
+        );
+        assert_eq!(got[1].params, ["1", "x", "7", "2", "y"]);
+
+        // 2,100 parameters per call, 1,000 rows per VALUES.
+        let work = into_sqlserver(vec![column("id", "bigint"), column("v", "int")], 1, false);
+        let rows: Vec<crate::db::Row> = (0..2500)
+            .map(|r| vec![Some(r.to_string()), Some("1".into())])
+            .collect();
+        let got = work.statements(d, &work.delete_statements(d, &rows), &rows);
+        assert!(
+            got.iter().all(|s| s.params.len() <= 2000),
+            "parameters per call"
+        );
+        let inserts: Vec<&Statement> = got.iter().filter(|s| s.sql.starts_with("INSERT")).collect();
+        assert!(inserts.iter().all(|s| s.params.len() <= 2000));
+        assert_eq!(inserts.iter().map(|s| s.params.len()).sum::<usize>(), 5000);
+        assert!(
+            got[0]
+                .sql
+                .starts_with("DELETE FROM [s].[t] WHERE ([id]) IN ((@P1), (@P2), ")
+        );
+        let wide = into_sqlserver(
+            (0..3).map(|i| column(&format!("k{i}"), "int")).collect(),
+            3,
+            false,
+        );
+        assert_eq!(wide.keys_per_statement(d), 666);
+        assert_eq!(
+            into_sqlserver(vec![column("id", "int")], 1, false).keys_per_statement(d),
+            1000
+        );
     }
 }
