@@ -55,6 +55,62 @@ pub trait WireSql: Send + Sync {
     /// The sum of each row text's first 60 bits of MD5 (and so the same
     /// number on every engine), as text.
     fn hash_sum(&self, row_text: &str) -> String;
+
+    // Verify across engines only (copies never use these): forms that
+    // both engines print alike for equal values, where their neutral
+    // forms may differ (`1.50` and `1.500`; `1e-05` and `0.00001`).
+
+    /// `expr` (of `kind`) as text equal on both engines for equal values:
+    /// the neutral form, except decimals trimmed (`trim_decimal`) and
+    /// doubles as their bits (`float_bits`).
+    fn canonical(&self, expr: &str, kind: Kind) -> String {
+        match kind {
+            Kind::Float => self.float_bits(expr),
+            _ => self.canonical_key(expr, kind),
+        }
+    }
+
+    /// A key column as text both engines print alike and read back
+    /// exactly with `canonical_key_param`: how a cross-engine verify's
+    /// chunk bounds and row keys travel. (Floating-point keys have no
+    /// such form: a verify across engines refuses them.)
+    fn canonical_key(&self, expr: &str, kind: Kind) -> String {
+        let text = self.wire_out(expr, kind, true);
+        match kind {
+            Kind::Decimal => self.trim_decimal(&text),
+            _ => text,
+        }
+    }
+
+    /// Parameter `n` (1-based), a key in `canonical_key`'s form, as
+    /// `column`'s type for a range comparison that uses its index.
+    fn canonical_key_param(&self, n: usize, column: &Column) -> String;
+
+    /// Decimal text (never an exponent) without trailing fractional zeros
+    /// or a trailing dot, and `-0` as `0`: `1.500` and `1.5` alike.
+    fn trim_decimal(&self, text: &str) -> String;
+
+    /// A double (a float widened exactly) as its IEEE-754 bits in 16
+    /// upper-case hex digits, zero of either sign as `0000000000000000`.
+    /// The engines print some doubles with other digits (PostgreSQL
+    /// `5.2990648348713776e+16`, MariaDB `5.299064834871378e16`) and
+    /// switch to exponents at other magnitudes, so no text of theirs is
+    /// common; the bits are.
+    fn float_bits(&self, expr: &str) -> String;
+}
+
+/// The kind both sides of a cross-engine verify print a column as, for
+/// `canonical`: the same kind, or a number written into a wider number
+/// kind (as the INSERT converts it). None: each side prints its own
+/// neutral form, as the copy sends it (a number into a text column).
+pub fn shared_kind(source: Kind, target: Kind) -> Option<Kind> {
+    use Kind::*;
+    match (source, target) {
+        (a, b) if a == b && a != Other => Some(a),
+        (Integer | Decimal, Float) | (Float, Integer | Decimal) => Some(Float),
+        (Integer, Decimal) | (Decimal, Integer) => Some(Decimal),
+        _ => None,
+    }
 }
 
 /// A client-side rewrite of one value's wire text for COPY's text input.
@@ -196,6 +252,47 @@ impl WireSql for Postgres {
             _ => CopyText::AsSent,
         }
     }
+
+    fn canonical_key_param(&self, n: usize, column: &Column) -> String {
+        match self.kind(column) {
+            Kind::Binary => format!("decode(${n}::text, 'hex')"),
+            Kind::TimestampTz => format!("(${n}::text || '+00')::timestamp with time zone"),
+            // Without the column's modifier, so that a bound from the
+            // other engine is compared as it is, never rounded or cut.
+            Kind::Decimal | Kind::Timestamp | Kind::Time | Kind::Text => {
+                format!("${n}::text::{}", unmodified(&column.data_type))
+            }
+            _ => crate::dialect::Dialect::key_param(self, n, column),
+        }
+    }
+
+    fn trim_decimal(&self, text: &str) -> String {
+        format!(
+            "regexp_replace(regexp_replace({text}, '(\\.[0-9]*[1-9])0+$|\\.0+$', '\\1'), '^-0$', '0')"
+        )
+    }
+
+    fn float_bits(&self, expr: &str) -> String {
+        // Adding +0 turns -0 into 0 (IEEE 754), as MariaDB prints it.
+        format!("upper(encode(float8send((({expr})::float8) + float8 '0'), 'hex'))")
+    }
+}
+
+/// A PostgreSQL type without its modifier: `numeric(20,4)` → `numeric`,
+/// `timestamp(3) without time zone` → `timestamp without time zone`;
+/// `character(n)` → `bpchar` (plain `character` is `character(1)`).
+fn unmodified(ty: &str) -> String {
+    let bare = match (ty.find('('), ty.find(')')) {
+        (Some(open), Some(close)) if open < close => {
+            format!("{}{}", ty[..open].trim_end(), &ty[close + 1..])
+        }
+        _ => ty.to_string(),
+    };
+    if bare == "character" {
+        "bpchar".into()
+    } else {
+        bare
+    }
 }
 
 impl WireSql for Mysql {
@@ -268,6 +365,49 @@ impl WireSql for Mysql {
     fn copy_text(&self, _column: &Column, _neutral: bool) -> CopyText {
         CopyText::AsSent
     }
+
+    fn canonical_key_param(&self, n: usize, column: &Column) -> String {
+        match base(&column.data_type).as_str() {
+            // The other engine's bound is the label (ENUM and SET compare
+            // with a string as strings).
+            "enum" | "set" => crate::dialect::Dialect::placeholder(self, n),
+            _ => crate::dialect::Dialect::key_param(self, n, column),
+        }
+    }
+
+    fn trim_decimal(&self, text: &str) -> String {
+        // A dot is appended to a whole number first, so that only
+        // fractional zeros are trimmed (no regex: MySQL and MariaDB
+        // spell back-references differently).
+        let trimmed = format!(
+            "TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CONCAT({text}, IF(LOCATE('.', {text}) > 0, '', '.'))))"
+        );
+        format!("IF({trimmed} = '-0', '0', {trimmed})")
+    }
+
+    fn float_bits(&self, expr: &str) -> String {
+        // MySQL has no way to read a double's bits: they are computed,
+        // each step exact. e: the binary exponent, from LOG2 (which may
+        // be an ulp off at a power of two: corrected by comparing with
+        // exact powers of two, never computing 2^1024). g: clamped at the
+        // subnormal exponent. m: the significand as an integer (< 2^53),
+        // exact as a division by a power of two. Then sign, biased
+        // exponent and fraction are put together as a 64-bit integer; for
+        // a normal m carries the hidden bit, which the exponent field
+        // absorbs (+1022 instead of +1023).
+        let x = format!("CAST(({expr}) AS DOUBLE)");
+        let a = format!("ABS({x})");
+        let e0 = format!("LEAST(FLOOR(LOG2({a})), 1023)");
+        let e = format!(
+            "({e0} - ({a} < POW(2, {e0})) + ({a} >= POW(2, LEAST({e0} + 1, 1023)) AND {e0} < 1023))"
+        );
+        let g = format!("GREATEST({e}, -1022)");
+        let m = format!("({a} / POW(2, {g} - 52))");
+        format!(
+            "IF({x} = 0, '0000000000000000', LPAD(HEX((({x} < 0) << 63) | \
+             ((CAST({g} + 1022 AS UNSIGNED) << 52) + CAST({m} AS UNSIGNED))), 16, '0'))"
+        )
+    }
 }
 
 #[cfg(test)]
@@ -321,6 +461,81 @@ mod tests {
         assert_eq!(my.wire_out("`b`", Kind::Binary, true), "HEX(`b`)");
         assert_eq!(my.wire_in(3, &column("c", "blob"), true), "UNHEX(:p3)");
         assert_eq!(my.wire_in(3, &column("c", "int(11)"), true), ":p3");
+    }
+
+    #[test]
+    fn verify_forms_are_canonical_on_postgres() {
+        let pg = Postgres;
+        assert_eq!(
+            pg.canonical("\"d\"", Kind::Decimal),
+            "regexp_replace(regexp_replace((\"d\")::text, '(\\.[0-9]*[1-9])0+$|\\.0+$', '\\1'), '^-0$', '0')"
+        );
+        assert_eq!(
+            pg.canonical("\"x\"", Kind::Float),
+            "upper(encode(float8send(((\"x\")::float8) + float8 '0'), 'hex'))"
+        );
+        // Other kinds as the copy sends them.
+        assert_eq!(
+            pg.canonical("\"b\"", Kind::Binary),
+            pg.wire_out("\"b\"", Kind::Binary, true)
+        );
+        assert_eq!(
+            pg.canonical_key("\"k\"", Kind::Decimal),
+            pg.canonical("\"k\"", Kind::Decimal)
+        );
+        let p = |t: &str| pg.canonical_key_param(2, &column("k", t));
+        assert_eq!(p("bytea"), "decode($2::text, 'hex')");
+        assert_eq!(
+            p("timestamp(3) with time zone"),
+            "($2::text || '+00')::timestamp with time zone"
+        );
+        assert_eq!(p("numeric(20,4)"), "$2::text::numeric");
+        assert_eq!(
+            p("timestamp(3) without time zone"),
+            "$2::text::timestamp without time zone"
+        );
+        assert_eq!(p("character varying(20)"), "$2::text::character varying");
+        assert_eq!(p("character(5)"), "$2::text::bpchar");
+        assert_eq!(p("bigint"), "$2::text::bigint");
+        assert_eq!(p("uuid"), "$2::text::uuid");
+    }
+
+    #[test]
+    fn verify_forms_are_canonical_on_mysql() {
+        let my = Mysql;
+        assert_eq!(
+            my.canonical("`d`", Kind::Decimal),
+            "IF(TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CONCAT(CAST(`d` AS CHAR), \
+             IF(LOCATE('.', CAST(`d` AS CHAR)) > 0, '', '.')))) = '-0', '0', \
+             TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM CONCAT(CAST(`d` AS CHAR), \
+             IF(LOCATE('.', CAST(`d` AS CHAR)) > 0, '', '.')))))"
+        );
+        let bits = my.canonical("`x`", Kind::Float);
+        assert!(
+            bits.starts_with("IF(CAST((`x`) AS DOUBLE) = 0, '0000000000000000', LPAD(HEX(((CAST((`x`) AS DOUBLE) < 0) << 63) | "),
+            "{bits}"
+        );
+        assert!(bits.ends_with(", 16, '0'))"), "{bits}");
+        // 2^1024 is never computed: MySQL raises an error on overflow.
+        assert!(!bits.contains("POW(2, LEAST(FLOOR(LOG2(ABS(CAST((`x`) AS DOUBLE)))), 1023) + 1)"));
+        assert_eq!(my.canonical("`b`", Kind::Binary), "HEX(`b`)");
+        let p = |t: &str| my.canonical_key_param(1, &column("k", t));
+        assert_eq!(p("varbinary(16)"), "UNHEX(:p1)");
+        assert_eq!(p("enum('a','b')"), ":p1");
+        assert_eq!(p("decimal(20,6)"), "CAST(:p1 AS DECIMAL(20,6))");
+        assert_eq!(p("bigint(20)"), "CAST(:p1 AS SIGNED)");
+    }
+
+    #[test]
+    fn numbers_of_two_kinds_compare_as_the_wider() {
+        use Kind::*;
+        assert_eq!(shared_kind(Decimal, Decimal), Some(Decimal));
+        assert_eq!(shared_kind(Integer, Decimal), Some(Decimal));
+        assert_eq!(shared_kind(Integer, Float), Some(Float));
+        assert_eq!(shared_kind(Decimal, Float), Some(Float));
+        assert_eq!(shared_kind(Float, Text), None);
+        assert_eq!(shared_kind(Bool, Integer), None);
+        assert_eq!(shared_kind(Other, Other), None);
     }
 
     #[test]

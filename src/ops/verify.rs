@@ -9,11 +9,12 @@ use super::copy::{inspect_pair, resolve_columns};
 use super::watch_signals;
 use crate::checkpoint::{Chunk, Ledger};
 use crate::db::{self, Database, Row, Session, SessionSettings};
+use crate::dialect::Dialect;
 use crate::dialect::checksum::{
-    ChecksumSide, checksum_sql, paired_checksum_sql, row_hash_by_key_sql, row_hashes_sql,
-    split_point_sql,
+    Bounds, ChecksumSide, canonical_bounds_sql, checksum_sql, paired_checksum_sql,
+    row_hash_by_key_sql, row_hashes_sql, split_point_sql,
 };
-use crate::dialect::{Dialect, RangeShape};
+use crate::dialect::wire::{Kind, shared_kind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::planner::{KeysetPlanner, lock};
 use crate::pool::{ChunkWork, LedgerSink, Outcome, Pipeline, describe_chunk};
@@ -22,7 +23,7 @@ use crate::spec::{CopySpec, RunOptions};
 use crate::table::{Key, KeyValue, TableInfo};
 use async_trait::async_trait;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,23 +73,40 @@ pub struct Report {
     pub rows_per_sec: f64,
 }
 
-/// A key range `(lo, hi]`; None is open-ended.
+/// A key range: keys above every `lo` and up to every `hi` (a chunk
+/// `(lo, hi]` has one of each, or no `lo`; no bound is open-ended). A
+/// half of a bisected range keeps its parent's bounds and adds the split
+/// key: where the two sides order keys otherwise (text under another
+/// collation), it still holds only its parent's rows on both sides.
 #[derive(Debug, Clone)]
 struct Range {
-    lo: Option<KeyValue>,
-    hi: Option<KeyValue>,
+    lo: Vec<KeyValue>,
+    hi: Vec<KeyValue>,
+    /// Rows on both sides of the range this one is a half of.
+    parent_rows: Option<u64>,
 }
 
 impl Range {
-    fn shape(&self) -> RangeShape {
-        RangeShape {
-            has_lo: self.lo.is_some(),
-            has_hi: self.hi.is_some(),
+    fn shape(&self) -> Bounds {
+        Bounds {
+            lower: self.lo.len(),
+            upper: self.hi.len(),
         }
     }
 
     fn params(&self) -> Vec<String> {
         self.lo.iter().chain(&self.hi).flatten().cloned().collect()
+    }
+
+    /// The keys of this range (of `rows` rows on both sides) up to
+    /// `mid`, and those above it.
+    fn split(&self, mid: KeyValue, rows: u64) -> (Range, Range) {
+        let mut below = self.clone();
+        below.parent_rows = Some(rows);
+        let mut above = below.clone();
+        below.hi.push(mid.clone());
+        above.lo.push(mid);
+        (below, above)
     }
 }
 
@@ -111,6 +129,56 @@ type Sums = (
 );
 
 impl Comparison {
+    /// The range `(lo, hi]` of keys as the planner read them (the
+    /// source's own key text), in the form both sides are bounded with:
+    /// across engines, each bound is printed again by the source in the
+    /// canonical form (`\x..` bytes as hex, `1.50` as `1.5`), since the
+    /// other engine would read the source's own text otherwise.
+    async fn range(
+        &self,
+        source: &mut dyn Session,
+        lo: Option<KeyValue>,
+        hi: Option<KeyValue>,
+    ) -> Result<Range> {
+        let native = Range {
+            lo: lo.iter().cloned().collect(),
+            hi: hi.iter().cloned().collect(),
+            parent_rows: None,
+        };
+        let bounds: Vec<&KeyValue> = lo.iter().chain(&hi).collect();
+        if !self.source.neutral || bounds.is_empty() {
+            return Ok(native);
+        }
+        let width = self.source.key.columns.len();
+        let sql = canonical_bounds_sql(self.d, &self.source.key, bounds.len());
+        let params: Vec<String> = bounds.into_iter().flatten().cloned().collect();
+        let row = source.query(&sql, &params).await?.into_iter().next();
+        let mut values = row.unwrap_or_default().into_iter();
+        let mut next = |bounds: &[KeyValue]| -> Result<Vec<KeyValue>> {
+            bounds
+                .iter()
+                .map(|bound| {
+                    let printed: Vec<Option<String>> = values.by_ref().take(width).collect();
+                    match printed.into_iter().collect::<Option<Vec<String>>>() {
+                        Some(key) if key.len() == width => Ok(key),
+                        _ => Err(Error::new(
+                            ErrorKind::Fatal,
+                            format!(
+                                "the source could not print the chunk bound ({}) in the form both engines read",
+                                bound.join(", ")
+                            ),
+                        )),
+                    }
+                })
+                .collect()
+        };
+        Ok(Range {
+            lo: next(&native.lo)?,
+            hi: next(&native.hi)?,
+            parent_rows: None,
+        })
+    }
+
     async fn sums(&self, source: &mut dyn Session, range: &Range) -> Result<Sums> {
         let d = self.d;
         let params = range.params();
@@ -239,6 +307,17 @@ impl Comparison {
 
     /// One key's row hash on each side, read again.
     async fn recheck(&self, source: &mut dyn Session, key: &KeyValue) -> Result<bool> {
+        let (s, t) = self.hashes(source, key).await?;
+        Ok(s != t)
+    }
+
+    /// One key's row hash on each side (None: no such row), read by the
+    /// key itself rather than by a range.
+    async fn hashes(
+        &self,
+        source: &mut dyn Session,
+        key: &KeyValue,
+    ) -> Result<(Option<String>, Option<String>)> {
         let d = self.d;
         let one = |rows: Vec<Row>| {
             rows.into_iter()
@@ -254,7 +333,10 @@ impl Comparison {
                 );
                 let rows = source.query(&sql, key).await?;
                 let row = rows.into_iter().next().unwrap_or_default();
-                Ok(row.first().cloned().flatten() != row.get(1).cloned().flatten())
+                Ok((
+                    row.first().cloned().flatten(),
+                    row.get(1).cloned().flatten(),
+                ))
             }
             Some(_) => {
                 let s = one(source
@@ -264,7 +346,7 @@ impl Comparison {
                 let t = one(self
                     .on_target(source, async |t| t.query(&sql, key).await)
                     .await?);
-                Ok(s != t)
+                Ok((s, t))
             }
         }
     }
@@ -279,10 +361,10 @@ struct VerifyWork {
 #[async_trait]
 impl ChunkWork for VerifyWork {
     async fn run(&self, session: &mut dyn Session, chunk: &Chunk) -> Result<u64> {
-        let range = Range {
-            lo: chunk.lo.clone(),
-            hi: Some(chunk.hi.clone()),
-        };
+        let range = self
+            .comparison
+            .range(session, chunk.lo.clone(), Some(chunk.hi.clone()))
+            .await?;
         let (s, t) = self.comparison.sums(session, &range).await?;
         if s != t {
             lock(&self.differing).push(range);
@@ -438,10 +520,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
             Outcome::Interrupted => {
                 report.status = "interrupted";
                 finish(&mut report, started, opts.json);
-                return Err(Error::new(
-                    ErrorKind::Interrupted,
-                    "verify interrupted before it compared every chunk; rerun it to start over",
-                ));
+                return Err(interrupted());
             }
             Outcome::Failed(e) => return Err(e),
         }
@@ -449,17 +528,21 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         // Rows past the largest key at the start (written since), and the
         // target's rows beyond the source's range.
         let mut differing = std::mem::take(&mut *lock(&work.differing));
-        let tail = Range {
-            lo: upper,
-            hi: None,
-        };
+        let tail = comparison.range(session.as_mut(), upper, None).await?;
         let (s, t) = comparison.sums(session.as_mut(), &tail).await?;
         if s != t {
             differing.push(tail);
         }
         report.differing_ranges = differing.len() as u64;
         report.target_rows_with_null_key = comparison.null_key_rows(session.as_mut()).await?;
-        let found = bisect(&comparison, session.as_mut(), differing, max_differences).await?;
+        let found = bisect(
+            &comparison,
+            session.as_mut(),
+            differing,
+            max_differences,
+            &stop,
+        )
+        .await?;
         report.truncated = found.truncated;
         // Differences must hold when read again: a row written while verify
         // ran is compared as it is now.
@@ -467,6 +550,9 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         for _ in 0..RECHECKS {
             if differences.is_empty() {
                 break;
+            }
+            if stop.is_cancelled() {
+                return Err(interrupted());
             }
             tokio::time::sleep(RECHECK_PAUSE).await;
             let mut still = Vec::new();
@@ -537,23 +623,35 @@ fn comparison(
     let resolved = resolve_columns(d, source, target, &spec.maps, key)?;
     let mut source_values = Vec::new();
     let mut target_values = Vec::new();
+    let mut json_as_text = Vec::new();
     for (name, expr) in &resolved.columns {
         let Some(column) = target.column(name) else {
             continue;
         };
         if neutral {
-            // Each engine prints the value in the neutral form the copy
-            // sends (a mapped expression travels as the target's kind).
-            let kind = match source.column(name) {
+            // Each engine prints the value in a form both print alike for
+            // equal values (a mapped expression travels as the target's
+            // kind): decimals trimmed, doubles as bits; where the kinds
+            // differ (a number into text), as the copy sends it.
+            let source_kind = match source.column(name) {
                 Some(s) if *expr == d.quote_ident(name) => d.wire().kind(s),
                 _ => td.wire().kind(column),
             };
-            source_values.push(d.wire().wire_out(expr, kind, true));
-            target_values.push(td.wire().wire_out(
-                &td.quote_ident(name),
-                td.wire().kind(column),
-                true,
-            ));
+            let target_kind = td.wire().kind(column);
+            let target_expr = td.quote_ident(name);
+            match shared_kind(source_kind, target_kind) {
+                Some(kind) => {
+                    source_values.push(d.wire().canonical(expr, kind));
+                    target_values.push(td.wire().canonical(&target_expr, kind));
+                }
+                None => {
+                    source_values.push(d.wire().wire_out(expr, source_kind, true));
+                    target_values.push(td.wire().wire_out(&target_expr, target_kind, true));
+                }
+            }
+            if source_kind == Kind::Json || target_kind == Kind::Json {
+                json_as_text.push(name.clone());
+            }
             continue;
         }
         let unchanged = source
@@ -570,20 +668,59 @@ fn comparison(
             .collect(),
     };
     // Keys are matched by their text: the target's is printed as the
-    // source's type prints it where the types differ (bigint vs numeric).
-    let source_key_text = key.columns.iter().map(|c| d.key_text(c)).collect();
+    // source's type prints it where the types differ (bigint vs numeric);
+    // across engines both print the canonical form the bounds travel in.
+    let source_key_text = key
+        .columns
+        .iter()
+        .map(|c| {
+            if neutral {
+                canonical_key_text(d, c)
+            } else {
+                Ok(d.key_text(c))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
     let target_key_text = target_key
         .columns
         .iter()
         .zip(&key.columns)
         .map(|(t, s)| {
-            if neutral || t.data_type == s.data_type {
-                td.key_text(t)
+            if neutral {
+                canonical_key_text(td, t)
+            } else if t.data_type == s.data_type {
+                Ok(td.key_text(t))
             } else {
-                td.key_text_as(t, s)
+                Ok(td.key_text_as(t, s))
             }
         })
+        .collect::<Result<Vec<_>>>()?;
+    if !json_as_text.is_empty() {
+        eprintln!(
+            "rowferry: note: json column(s) {} are compared as text: a document the other \
+             engine prints otherwise (PostgreSQL jsonb reorders keys and respaces; MariaDB's JSON \
+             and PostgreSQL's json keep the text as written) shows as a difference",
+            json_as_text.join(", ")
+        );
+    }
+    let ordered_apart: Vec<&str> = key
+        .columns
+        .iter()
+        .zip(&target_key.columns)
+        .filter(|(s, t)| {
+            let kinds = [d.wire().kind(s), td.wire().kind(t)];
+            neutral && kinds.iter().any(|k| matches!(k, Kind::Text | Kind::Uuid))
+        })
+        .map(|(s, _)| s.name.as_str())
         .collect();
+    if !ordered_apart.is_empty() {
+        eprintln!(
+            "rowferry: note: key column(s) {} are text (or uuid) on two engines, each ordering them \
+             by its own collation: where the orders differ, chunks hold other rows on each side \
+             and those rows are compared key by key (exact, but slower)",
+            ordered_apart.join(", ")
+        );
+    }
     Ok(Comparison {
         d,
         td,
@@ -607,6 +744,28 @@ fn comparison(
     })
 }
 
+/// A key column in the canonical form of a cross-engine verify. A
+/// floating-point key has none both engines read back exactly, so it
+/// cannot bound chunks on both sides alike.
+fn canonical_key_text(d: &dyn Dialect, column: &crate::table::Column) -> Result<String> {
+    let kind = d.wire().kind(column);
+    if kind == Kind::Float {
+        return Err(Error::input(format!(
+            "verify across engines cannot bound its chunks by the floating-point key column {} \
+             (the engines print doubles differently); name another unique key with --key",
+            column.name
+        )));
+    }
+    Ok(d.wire().canonical_key(&d.quote_ident(&column.name), kind))
+}
+
+fn interrupted() -> Error {
+    Error::new(
+        ErrorKind::Interrupted,
+        "verify interrupted before it compared every chunk; rerun it to start over",
+    )
+}
+
 struct Found {
     differences: Vec<Difference>,
     truncated: bool,
@@ -619,14 +778,19 @@ async fn bisect(
     session: &mut dyn Session,
     mut ranges: Vec<Range>,
     max: u64,
+    stop: &CancellationToken,
 ) -> Result<Found> {
     let mut differences = Vec::new();
+    let mut reported: HashSet<KeyValue> = HashSet::new();
     let count = |v: &Option<String>| {
         v.as_deref()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0)
     };
     while let Some(range) = ranges.pop() {
+        if stop.is_cancelled() {
+            return Err(interrupted());
+        }
         if differences.len() as u64 >= max {
             return Ok(Found {
                 differences,
@@ -639,20 +803,20 @@ async fn bisect(
         }
         let (ns, nt) = (count(&s.0), count(&t.0));
         let larger = ns.max(nt);
-        if larger > LEAF_ROWS {
+        // Each half holds fewer rows than its parent, counted on both
+        // sides, as long as each side's ORDER BY agrees with its own
+        // comparisons; where it does not (a MySQL ENUM orders by its
+        // index), a half no smaller is compared row by row.
+        let shrinking = range.parent_rows.is_none_or(|rows| ns + nt < rows);
+        if larger > LEAF_ROWS && shrinking {
             let on_target = nt > ns;
             if let Some(mid) = c
                 .split_point(session, on_target, &range, larger / 2)
                 .await?
             {
-                ranges.push(Range {
-                    lo: Some(mid.clone()),
-                    hi: range.hi.clone(),
-                });
-                ranges.push(Range {
-                    lo: range.lo.clone(),
-                    hi: Some(mid),
-                });
+                let (below, above) = range.split(mid, ns + nt);
+                ranges.push(above);
+                ranges.push(below);
                 continue;
             }
         }
@@ -680,6 +844,32 @@ async fn bisect(
                 key: key.clone(),
             });
         }
+        // A row on one side only of this range may be in the other side's
+        // range elsewhere, where the sides order keys otherwise (text
+        // under two collations): look it up by its key.
+        let mut confirmed = Vec::with_capacity(found.len());
+        for diff in found {
+            if diff.kind == DifferenceKind::DifferentValues {
+                confirmed.push(diff);
+                continue;
+            }
+            let kind = match c.hashes(session, &diff.key).await? {
+                (Some(_), None) => DifferenceKind::MissingInTarget,
+                (None, Some(_)) => DifferenceKind::ExtraInTarget,
+                (Some(s), Some(t)) if s != t => DifferenceKind::DifferentValues,
+                // Equal, or gone from both: nothing to report.
+                _ => continue,
+            };
+            confirmed.push(Difference {
+                kind,
+                key: diff.key,
+            });
+        }
+        // A key is reported once, however many ranges held it.
+        let mut found: Vec<Difference> = confirmed
+            .into_iter()
+            .filter(|diff| reported.insert(diff.key.clone()))
+            .collect();
         // A stable order for the report (by kind, then as the server
         // printed the key: only for display, never to bound a range).
         found.sort_by(|a, b| (a.kind as u8, &a.key).cmp(&(b.kind as u8, &b.key)));
