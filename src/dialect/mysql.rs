@@ -658,32 +658,9 @@ impl Mysql {
     }
 }
 
-/// Append `value` as one field of a `load_data_local` row: backslash,
-/// tab, newline, carriage return and NUL escaped (LOAD DATA reads `\t`,
-/// `\n`, `\r`, `\0` and `\\` back), NULL as `\N`.
-pub fn load_data_field(value: Option<&str>, out: &mut Vec<u8>) {
-    let Some(value) = value else {
-        out.extend_from_slice(b"\\N");
-        return;
-    };
-    // UTF-8 continuation bytes are >= 0x80: never one of these.
-    let bytes = value.as_bytes();
-    let mut start = 0;
-    for (at, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'\\' => b"\\\\",
-            b'\t' => b"\\t",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            0 => b"\\0",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..at]);
-        out.extend_from_slice(escaped);
-        start = at + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
+/// One field as LOAD DATA reads it (`FIELDS ESCAPED BY '\\'`): the text
+/// form PostgreSQL's COPY reads too.
+pub use super::wire::tab_separated_field as load_data_field;
 
 #[cfg(test)]
 mod tests {

@@ -134,6 +134,35 @@ impl CopyText {
     }
 }
 
+/// Append `value` as one field of a tab-separated row, as MySQL's LOAD
+/// DATA (`load_data_local`) and PostgreSQL's COPY text both read it:
+/// backslash, tab, newline, carriage return and NUL escaped (`\\`, `\t`,
+/// `\n`, `\r`, `\0`), NULL as `\N`. (PostgreSQL text holds no NUL: COPY
+/// refuses `\0` as an INSERT refuses the byte.)
+pub fn tab_separated_field(value: Option<&str>, out: &mut Vec<u8>) {
+    let Some(value) = value else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    // UTF-8 continuation bytes are >= 0x80: never one of these.
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            0 => b"\\0",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..at]);
+        out.extend_from_slice(escaped);
+        start = at + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
 /// Whether a value of `from` can be written into a column of `to` on
 /// another engine without loss (same-engine copies always can).
 pub fn faithful(from: Kind, to: Kind) -> bool {

@@ -29,7 +29,7 @@ use crate::db::{
     self, CopyData, Database, LoadOutcome, ServerWarning, Session, SessionSettings, Statement,
 };
 use crate::dialect::mysql::{LoadColumn, Mysql, load_data_field};
-use crate::dialect::wire::{CopyText, Kind, faithful};
+use crate::dialect::wire::{CopyText, Kind, faithful, tab_separated_field};
 use crate::dialect::{Dialect, RangeShape, key_range};
 use crate::error::{Error, Result};
 use crate::planner::KeysetPlanner;
@@ -285,28 +285,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                     tail: format!("{filter} ORDER BY {order}"),
                     format,
                     key: key.clone(),
-                    delete: {
-                        let target_key = Key {
-                            columns: key_targets.clone(),
-                        };
-                        let delete = |has_lo| {
-                            format!(
-                                "DELETE FROM {target_q} WHERE {}",
-                                key_range(
-                                    td,
-                                    &target_key,
-                                    RangeShape {
-                                        has_lo,
-                                        has_hi: true
-                                    }
-                                )
-                            )
-                        };
-                        ChunkSql {
-                            first: delete(false),
-                            rest: delete(true),
-                        }
-                    },
+                    delete: range_delete_sql(td, &target_q, &key_targets),
                     copy_in: format!("COPY {target_q} ({names}) FROM STDIN (FORMAT {format})"),
                 };
                 // The source checks the statement inside the COPY (with
@@ -447,28 +426,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
             .map(|(s, t)| (d.wire().kind(s), td.wire().kind(t)))
             .collect::<Vec<_>>(),
     )
-    .then(|| {
-        let target_key = Key {
-            columns: key_targets.clone(),
-        };
-        let delete = |has_lo| {
-            format!(
-                "DELETE FROM {target_q} WHERE {}",
-                key_range(
-                    td,
-                    &target_key,
-                    RangeShape {
-                        has_lo,
-                        has_hi: true
-                    }
-                )
-            )
-        };
-        ChunkSql {
-            first: delete(false),
-            rest: delete(true),
-        }
-    });
+    .then(|| range_delete_sql(td, &target_q, &key_targets));
     let identity = JobIdentity {
         operation: "copy",
         source: spec.source.identity(),
@@ -593,6 +551,31 @@ fn resolve(
         }
     }
     Ok(out)
+}
+
+/// `DELETE FROM target WHERE` a chunk's key range, over the target's key
+/// columns (bounds as parameters).
+fn range_delete_sql(td: &dyn Dialect, target_q: &str, key_targets: &[Column]) -> ChunkSql {
+    let target_key = Key {
+        columns: key_targets.to_vec(),
+    };
+    let delete = |has_lo| {
+        format!(
+            "DELETE FROM {target_q} WHERE {}",
+            key_range(
+                td,
+                &target_key,
+                RangeShape {
+                    has_lo,
+                    has_hi: true
+                }
+            )
+        )
+    };
+    ChunkSql {
+        first: delete(false),
+        rest: delete(true),
+    }
 }
 
 /// Whether a chunk's key range means the same keys in the target as in the
@@ -1047,32 +1030,11 @@ async fn encode_copy_text(
 
 fn encode_text_row(row: &[Option<String>], forms: &[CopyText], out: &mut Vec<u8>) {
     for (i, value) in row.iter().enumerate() {
-        let form = forms.get(i).copied().unwrap_or(CopyText::AsSent);
         if i > 0 {
             out.push(b'\t');
         }
-        match value {
-            None => out.extend_from_slice(b"\\N"),
-            Some(v) => {
-                let v = form.apply(v);
-                // UTF-8 continuation bytes are >= 0x80: never one of these.
-                let bytes = v.as_bytes();
-                let mut start = 0;
-                for (at, &b) in bytes.iter().enumerate() {
-                    let escaped: &[u8] = match b {
-                        b'\\' => b"\\\\",
-                        b'\t' => b"\\t",
-                        b'\n' => b"\\n",
-                        b'\r' => b"\\r",
-                        _ => continue,
-                    };
-                    out.extend_from_slice(&bytes[start..at]);
-                    out.extend_from_slice(escaped);
-                    start = at + 1;
-                }
-                out.extend_from_slice(&bytes[start..]);
-            }
-        }
+        let form = forms.get(i).copied().unwrap_or(CopyText::AsSent);
+        tab_separated_field(value.as_deref().map(|v| form.apply(v)).as_deref(), out);
     }
     out.push(b'\n');
 }
