@@ -52,6 +52,33 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// After a cutover: drop the old table and the reverse sync.
     Cleanup(CleanupArgs),
+    /// Run a whole migration from a job file (expand DDL, sync, copy or
+    /// backfill, indexes, verify, cutover, contract DDL, cleanup); a rerun
+    /// resumes at the phase it reached.
+    Run(JobRunArgs),
+    /// Take back what a job file's run did: triggers, DDL (with undo), a
+    /// cutover (rolled back), and the job's state and checkpoints.
+    Abort(JobAbortArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JobRunArgs {
+    /// The job file (TOML); its state is kept in JOB.state beside it.
+    #[arg(value_name = "JOB")]
+    pub job: PathBuf,
+    /// Do the cutover now even if its wait-for-file does not exist.
+    #[arg(long)]
+    pub cutover_now: bool,
+    /// Progress display of every phase (overrides the file's `progress`).
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressMode>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JobAbortArgs {
+    /// The job file (TOML) whose run is taken back.
+    #[arg(value_name = "JOB")]
+    pub job: PathBuf,
 }
 
 /// The two tables of a copy, sync or verify, and how rows map between them.
@@ -492,9 +519,16 @@ fn parse_load(text: &str) -> std::result::Result<LoadLimit, String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct StatusArgs {
+    /// A job file (TOML): show each phase of the job.
+    #[arg(
+        value_name = "JOB",
+        required_unless_present = "checkpoint",
+        conflicts_with = "checkpoint"
+    )]
+    pub job: Option<PathBuf>,
     /// The job's checkpoint file.
     #[arg(long, value_name = "PATH")]
-    pub checkpoint: PathBuf,
+    pub checkpoint: Option<PathBuf>,
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -622,6 +656,84 @@ impl SyncArgs {
     }
 }
 
+/// Run one parsed command (what `main` does after parsing; job files
+/// dispatch their phases through it too).
+pub async fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Copy(args) => {
+            let spec = args.pair.spec(SameDatabase::AnyServer, args.dual_write)?;
+            let indexes = ops::indexes::IndexOptions {
+                defer: args.defer_indexes,
+                jobs: usize::from(args.index_jobs.index_jobs),
+            };
+            let opts = args.run.options();
+            let casts = args
+                .casts
+                .iter()
+                .map(|c| ops::create_target::Cast::parse(c))
+                .collect::<Result<Vec<_>>>()?;
+            if args.create_target {
+                return ops::create_target::run(&spec, &opts, &casts, indexes).await;
+            } else if !casts.is_empty() {
+                return Err(Error::input(
+                    "--cast sets a column's type in the table --create-target creates; \
+                     add --create-target (or create the target yourself)",
+                ));
+            }
+            ops::copy::run_with_indexes(&spec, &opts, indexes).await
+        }
+        Command::Backfill(args) => ops::backfill::run(&args.spec()?, &args.run.options()).await,
+        Command::Plan(args) => args.run().await,
+        Command::Status(args) => match (args.job, args.checkpoint) {
+            (Some(job), _) => crate::job::status(&job, args.json),
+            (None, Some(checkpoint)) => ops::status::run(&checkpoint, args.json),
+            (None, None) => Err(Error::input("status needs a job file or --checkpoint PATH")),
+        },
+        Command::Run(args) => {
+            let progress = args
+                .progress
+                .and_then(|p| clap::ValueEnum::to_possible_value(&p))
+                .map(|v| v.get_name().to_string());
+            crate::job::run(&args.job, args.cutover_now, progress).await
+        }
+        Command::Abort(args) => crate::job::abort(&args.job).await,
+        Command::Sync(args) => args.run().await,
+        Command::Indexes(args) => args.run().await,
+        Command::Cutover(args) => {
+            let spec = ops::cutover::CutoverSpec {
+                pair: args.pair.spec(SameDatabase::Required, false)?,
+                old_name: args.old_name,
+                reverse_sync: args.reverse_sync,
+                skip_verify: args.skip_verify,
+                repoint_foreign_keys: args.repoint_foreign_keys,
+            };
+            ops::cutover::cutover(&spec, &args.swap.options()).await
+        }
+        Command::Rollback(args) => {
+            let spec = ops::cutover::RollbackSpec {
+                source: DbUrl::parse(&args.source).map_err(|e| e.context("--source"))?,
+                table: TableName::parse(&args.table).map_err(|e| e.context("--table"))?,
+                old_name: args.old_name,
+                repoint_foreign_keys: args.repoint_foreign_keys,
+            };
+            ops::cutover::rollback(&spec, &args.swap.options()).await
+        }
+        Command::Cleanup(args) => {
+            let spec = ops::cutover::CleanupSpec {
+                source: DbUrl::parse(&args.source).map_err(|e| e.context("--source"))?,
+                table: TableName::parse(&args.table).map_err(|e| e.context("--table"))?,
+                old_name: args.old_name,
+                drop_old_table: args.drop_old_table,
+            };
+            ops::cutover::cleanup(&spec, &args.swap.options()).await
+        }
+        Command::Verify(args) => {
+            let spec = args.pair.spec(SameDatabase::AnyServer, false)?;
+            ops::verify::run(&spec, &args.chunks.options(), args.max_differences).await
+        }
+    }
+}
+
 /// Parse, run, and return the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
@@ -635,69 +747,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Copy(args) => {
-                let spec = args.pair.spec(SameDatabase::AnyServer, args.dual_write)?;
-                let indexes = ops::indexes::IndexOptions {
-                    defer: args.defer_indexes,
-                    jobs: usize::from(args.index_jobs.index_jobs),
-                };
-                let opts = args.run.options();
-                let casts = args
-                    .casts
-                    .iter()
-                    .map(|c| ops::create_target::Cast::parse(c))
-                    .collect::<Result<Vec<_>>>()?;
-                if args.create_target {
-                    return ops::create_target::run(&spec, &opts, &casts, indexes).await;
-                } else if !casts.is_empty() {
-                    return Err(Error::input(
-                        "--cast sets a column's type in the table --create-target creates; \
-                         add --create-target (or create the target yourself)",
-                    ));
-                }
-                ops::copy::run_with_indexes(&spec, &opts, indexes).await
-            }
-            Command::Backfill(args) => ops::backfill::run(&args.spec()?, &args.run.options()).await,
-            Command::Plan(args) => args.run().await,
-            Command::Status(args) => ops::status::run(&args.checkpoint, args.json),
-            Command::Sync(args) => args.run().await,
-            Command::Indexes(args) => args.run().await,
-            Command::Cutover(args) => {
-                let spec = ops::cutover::CutoverSpec {
-                    pair: args.pair.spec(SameDatabase::Required, false)?,
-                    old_name: args.old_name,
-                    reverse_sync: args.reverse_sync,
-                    skip_verify: args.skip_verify,
-                    repoint_foreign_keys: args.repoint_foreign_keys,
-                };
-                ops::cutover::cutover(&spec, &args.swap.options()).await
-            }
-            Command::Rollback(args) => {
-                let spec = ops::cutover::RollbackSpec {
-                    source: DbUrl::parse(&args.source).map_err(|e| e.context("--source"))?,
-                    table: TableName::parse(&args.table).map_err(|e| e.context("--table"))?,
-                    old_name: args.old_name,
-                    repoint_foreign_keys: args.repoint_foreign_keys,
-                };
-                ops::cutover::rollback(&spec, &args.swap.options()).await
-            }
-            Command::Cleanup(args) => {
-                let spec = ops::cutover::CleanupSpec {
-                    source: DbUrl::parse(&args.source).map_err(|e| e.context("--source"))?,
-                    table: TableName::parse(&args.table).map_err(|e| e.context("--table"))?,
-                    old_name: args.old_name,
-                    drop_old_table: args.drop_old_table,
-                };
-                ops::cutover::cleanup(&spec, &args.swap.options()).await
-            }
-            Command::Verify(args) => {
-                let spec = args.pair.spec(SameDatabase::AnyServer, false)?;
-                ops::verify::run(&spec, &args.chunks.options(), args.max_differences).await
-            }
-        }
-    });
+    let result = runtime.block_on(dispatch(cli.command));
     match result {
         Ok(()) => 0,
         Err(e) if matches!(e.kind, ErrorKind::Interrupted | ErrorKind::Differences) => {

@@ -11,6 +11,7 @@ pub mod db;
 pub mod dialect;
 pub mod error;
 pub mod events;
+pub mod job;
 pub mod metrics;
 pub mod ops;
 pub mod planner;
