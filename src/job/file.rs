@@ -243,10 +243,14 @@ impl JobFile {
     pub fn parse_argv(&self, phase: &str, argv: &[String]) -> Result<crate::cli::Command> {
         Cli::try_parse_from(argv).map(|c| c.command).map_err(|e| {
             let text = e.to_string();
+            // The message without clap's usage and help hints.
             let first = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
+                .take_while(|l| !l.starts_with("Usage:") && !l.trim_start().starts_with("tip:"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
                 .trim_start_matches("error: ")
                 .to_string();
             Error::input(format!(
