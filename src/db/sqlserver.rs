@@ -672,11 +672,11 @@ impl Session for MsSession {
             .await
         };
         let results = self.settle(outcome, sql).await?;
-        results
+        Ok(results
             .iter()
             .flatten()
-            .map(|row| (0..row.len()).map(|i| cell_text(row, i)).collect())
-            .collect()
+            .map(|row| row.cells().map(|(_, data)| data_text(data)).collect())
+            .collect())
     }
 
     async fn query_named(&mut self, sql: &str) -> Result<Vec<NamedRow>> {
@@ -689,17 +689,15 @@ impl Session for MsSession {
             .await
         };
         let results = self.settle(outcome, sql).await?;
-        results
+        Ok(results
             .iter()
             .flatten()
             .map(|row| {
-                row.columns()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| Ok((c.name().to_string(), cell_text(row, i)?)))
+                row.cells()
+                    .map(|(column, data)| (column.name().to_string(), data_text(data)))
                     .collect()
             })
-            .collect()
+            .collect())
     }
 
     async fn check(&mut self, sql: &str) -> Result<()> {
@@ -1519,6 +1517,54 @@ mod tests {
         assert!(identity_insert_only(classify(544, 16, "x"), identity).is_ok());
         assert!(identity_insert_only(classify(544, 16, "x"), "INSERT INTO t SELECT 1").is_err());
         assert!(identity_insert_only(classify(207, 16, "x"), identity).is_err());
+    }
+
+    /// The SQL rowferry's commands send through this driver (outside the
+    /// dialect): T-SQL that parses, with what SQL Server requires.
+    #[test]
+    fn commands_send_t_sql() {
+        use crate::dialect::RangeShape;
+        use crate::dialect::checksum::{
+            ChecksumSide, paired_checksum_sql, row_hash_by_key_sql, row_hashes_sql,
+        };
+        use crate::dialect::test_support::column;
+        use crate::table::Key;
+        let parses = |sql: &str| {
+            sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::MsSqlDialect {}, sql)
+                .unwrap_or_else(|e| panic!("{e}: {sql}"));
+        };
+        let d = &SqlServer;
+        let id = column("id", "bigint");
+        let side = |table: &str| ChecksumSide {
+            table: d.qualified("s", table),
+            key: Key {
+                columns: vec![id.clone()],
+            },
+            key_text: vec![d.key_text(&id)],
+            values: vec![d.canonical_value("[id]", &id, false)],
+            where_sql: None,
+            neutral: false,
+        };
+        let bounds = RangeShape {
+            has_lo: true,
+            has_hi: true,
+        };
+        // A derived table's columns need names (error 8155).
+        let paired = paired_checksum_sql(d, &side("src"), &side("dst"), bounds);
+        assert!(
+            paired.contains(" AS rowferry_n, ") && paired.contains(" AS rowferry_h FROM "),
+            "{paired}"
+        );
+        parses(&paired);
+        // No MD5() in T-SQL: HASHBYTES.
+        for sql in [
+            row_hashes_sql(d, &side("src"), bounds),
+            row_hash_by_key_sql(d, &side("src")),
+        ] {
+            assert!(!sql.contains("MD5("), "{sql}");
+            assert!(sql.contains("HASHBYTES('MD5'"), "{sql}");
+        }
+        parses(crate::dialect::sqlserver::IGNORE_DUP_KEY_INDEXES_SQL);
     }
 
     #[test]
