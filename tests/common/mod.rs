@@ -540,3 +540,335 @@ impl OtherDatabase {
             .expect("drop the other database");
     }
 }
+
+// ----------------------------------------------------------- SQL Server
+//
+// No SQL Server runs on the dev/CI machines: its tests are `#[ignore]`d
+// (nextest reports them as skipped) and scripts/test.sh runs them only when
+// ROWFERRY_TEST_MSSQL is set. Run explicitly without it, or with a server
+// that cannot be reached, they fail. The harness talks to the server with
+// tiberius directly, not through the driver under test.
+
+/// A tiberius client over tokio.
+pub type MsClient = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
+
+/// ROWFERRY_TEST_MSSQL, e.g.
+/// `sqlserver://sa:RowFerry!2026@127.0.0.1:1433/master?trust_server_certificate=true`.
+pub fn mssql_url() -> String {
+    std::env::var("ROWFERRY_TEST_MSSQL").unwrap_or_else(|_| {
+        panic!(
+            "ROWFERRY_TEST_MSSQL is not set: these tests need a SQL Server. Start one with \
+             `docker compose up -d --wait sqlserver` and set \
+             ROWFERRY_TEST_MSSQL='sqlserver://sa:RowFerry!2026@127.0.0.1:1433/master?trust_server_certificate=true' \
+             (README, \"SQL Server\")"
+        )
+    })
+}
+
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |j: usize| {
+            bytes
+                .get(j)
+                .and_then(|b| (*b as char).to_digit(16))
+                .map(|d| d as u8)
+        };
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("a UTF-8 URL")
+}
+
+/// The tiberius configuration for a `sqlserver://` URL (the options the
+/// tests need: encrypt and trust_server_certificate).
+pub fn mssql_config(url: &str) -> tiberius::Config {
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("ROWFERRY_TEST_MSSQL: {e}"));
+    let mut config = tiberius::Config::new();
+    let host = parsed.host_str().unwrap_or("127.0.0.1");
+    config.host(host.trim_start_matches('[').trim_end_matches(']'));
+    config.port(parsed.port().unwrap_or(1433));
+    let database = percent_decoded(parsed.path().trim_start_matches('/'));
+    if !database.is_empty() {
+        config.database(database);
+    }
+    config.authentication(tiberius::AuthMethod::sql_server(
+        percent_decoded(parsed.username()),
+        percent_decoded(parsed.password().unwrap_or("")),
+    ));
+    config.encryption(tiberius::EncryptionLevel::On);
+    for (key, value) in parsed.query_pairs() {
+        let key = key.to_ascii_lowercase().replace(['_', '-'], "");
+        let on = matches!(
+            value.to_ascii_lowercase().as_str(),
+            "true" | "yes" | "1" | "on"
+        );
+        match key.as_str() {
+            "trustservercertificate" if on => config.trust_cert(),
+            "encrypt" if !on && value.eq_ignore_ascii_case("off") => {
+                config.encryption(tiberius::EncryptionLevel::Off)
+            }
+            _ => {}
+        }
+    }
+    config
+}
+
+/// Connect to the SQL Server at `url`, or fail the test saying why.
+pub async fn connect_mssql(url: &str) -> MsClient {
+    use tokio_util::compat::TokioAsyncWriteCompatExt;
+    let shown = rowferry::url::DbUrl::parse(url)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| "ROWFERRY_TEST_MSSQL".into());
+    let config = mssql_config(url);
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::net::TcpStream::connect(config.get_addr()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("SQL Server at {shown} did not answer within 15 s"))
+    .unwrap_or_else(|e| panic!("SQL Server at {shown} is unreachable ({e})"));
+    let _ = tcp.set_nodelay(true);
+    let mut client = tiberius::Client::connect(config, tcp.compat_write())
+        .await
+        .unwrap_or_else(|e| panic!("SQL Server at {shown} refused the connection ({e})"));
+    ms_exec(
+        &mut client,
+        "SET XACT_ABORT ON; SET ANSI_NULLS ON; SET QUOTED_IDENTIFIER ON; SET ANSI_PADDING ON; \
+         SET ANSI_WARNINGS ON; SET ARITHABORT ON; SET CONCAT_NULL_YIELDS_NULL ON; \
+         SET TEXTSIZE 2147483647",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    client
+}
+
+/// Run a batch; the server's error as text.
+pub async fn ms_exec(client: &mut MsClient, sql: &str) -> Result<(), String> {
+    match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| format!("{sql}: {e}"))
+}
+
+/// The first column of the first row as text (the query must return
+/// nvarchar), "" for NULL or no row.
+pub async fn ms_scalar(client: &mut MsClient, sql: &str) -> Result<String, String> {
+    let row = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_row().await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| format!("{sql}: {e}"))?;
+    Ok(row
+        .and_then(|r| r.get::<&str, _>(0).map(String::from))
+        .unwrap_or_default())
+}
+
+/// Drop every object of `schema`, then the schema (SQL Server has no
+/// DROP SCHEMA ... CASCADE). Triggers and constraints go with their tables.
+pub async fn ms_drop_schema(client: &mut MsClient, schema: &str) -> Result<(), String> {
+    let s = schema.replace('\'', "''");
+    ms_exec(
+        client,
+        &format!(
+            "DECLARE @sql nvarchar(max);
+             SELECT @sql = STRING_AGG(CONVERT(nvarchar(max), N'ALTER TABLE ' + QUOTENAME(OBJECT_SCHEMA_NAME(fk.parent_object_id))
+                    + N'.' + QUOTENAME(OBJECT_NAME(fk.parent_object_id)) + N' DROP CONSTRAINT ' + QUOTENAME(fk.name)), N'; ')
+             FROM sys.foreign_keys fk
+             WHERE OBJECT_SCHEMA_NAME(fk.parent_object_id) = N'{s}' OR OBJECT_SCHEMA_NAME(fk.referenced_object_id) = N'{s}';
+             IF @sql IS NOT NULL EXEC sys.sp_executesql @sql;
+             SET @sql = NULL;
+             SELECT @sql = STRING_AGG(CONVERT(nvarchar(max), N'DROP '
+                    + CASE o.type WHEN 'V' THEN N'VIEW' WHEN 'U' THEN N'TABLE' WHEN 'P' THEN N'PROCEDURE'
+                                  WHEN 'SO' THEN N'SEQUENCE' ELSE N'FUNCTION' END
+                    + N' ' + QUOTENAME(s.name) + N'.' + QUOTENAME(o.name)), N'; ')
+                    WITHIN GROUP (ORDER BY CASE o.type WHEN 'V' THEN 0 WHEN 'P' THEN 1 WHEN 'U' THEN 2 ELSE 3 END)
+             FROM sys.objects o JOIN sys.schemas s ON s.schema_id = o.schema_id
+             WHERE s.name = N'{s}' AND o.parent_object_id = 0 AND o.type IN ('V', 'U', 'P', 'SO', 'FN', 'IF', 'TF');
+             IF @sql IS NOT NULL EXEC sys.sp_executesql @sql;
+             DROP SCHEMA IF EXISTS [{q}];",
+            q = schema.replace(']', "]]")
+        ),
+    )
+    .await
+}
+
+/// A schema of the test's own on the SQL Server of ROWFERRY_TEST_MSSQL,
+/// and a temp directory for its files; `{s}` in SQL is the schema.
+pub struct MsDb {
+    client: tokio::sync::Mutex<MsClient>,
+    server: String,
+    pub schema: String,
+    pub dir: PathBuf,
+}
+
+impl MsDb {
+    pub async fn new(name: &str) -> MsDb {
+        let server = mssql_url();
+        let mut client = connect_mssql(&server).await;
+        let schema = unique_name(name);
+        ms_drop_schema(&mut client, &schema)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ms_exec(&mut client, &format!("EXEC (N'CREATE SCHEMA [{schema}]')"))
+            .await
+            .unwrap_or_else(|e| panic!("create test schema: {e}"));
+        let dir = std::env::temp_dir().join(&schema);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        MsDb {
+            client: tokio::sync::Mutex::new(client),
+            server,
+            schema,
+            dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.clone()
+    }
+
+    /// Run a batch with `{s}` replaced by this test's schema (CREATE
+    /// TRIGGER and CREATE VIEW must be alone in theirs).
+    pub async fn exec(&self, sql: &str) {
+        let sql = sql.replace("{s}", &self.schema);
+        ms_exec(&mut *self.client.lock().await, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Like `exec`, the server's error returned.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        let sql = sql.replace("{s}", &self.schema);
+        ms_exec(&mut *self.client.lock().await, &sql).await
+    }
+
+    /// The first column of the first row, as text (convert it to nvarchar
+    /// in the query); "" for NULL.
+    pub async fn scalar(&self, sql: &str) -> String {
+        let sql = sql.replace("{s}", &self.schema);
+        ms_scalar(&mut *self.client.lock().await, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        self.scalar(&format!(
+            "SELECT CONVERT(nvarchar(20), COUNT_BIG(*)) FROM {{s}}.{table}"
+        ))
+        .await
+        .parse()
+        .expect("count")
+    }
+
+    /// Row count and SHA-256 of every row's values (`cols`, NULL kept
+    /// apart from any text) in `order`: equal checksums, same rows.
+    pub async fn checksum(&self, table: &str, cols: &[&str], order: &str) -> String {
+        let row = cols
+            .iter()
+            .map(|c| format!("COALESCE(N'=' + CONVERT(nvarchar(max), {c}), N'NULL')"))
+            .collect::<Vec<_>>()
+            .join(" + N'|' + ");
+        self.scalar(&format!(
+            "SELECT CONVERT(nvarchar(20), COUNT_BIG(*)) + N':' + COALESCE(CONVERT(nvarchar(64), \
+             HASHBYTES('SHA2_256', STRING_AGG(CONVERT(nvarchar(max), {row}), NCHAR(10)) \
+             WITHIN GROUP (ORDER BY {order})), 2), N'') FROM {{s}}.{table}"
+        ))
+        .await
+    }
+
+    /// rowferry's objects (triggers, state tables) left in the schema.
+    pub async fn rowferry_objects(&self) -> String {
+        self.scalar(
+            "SELECT CONVERT(nvarchar(10), COUNT(*)) FROM sys.objects \
+             WHERE schema_id = SCHEMA_ID(N'{s}') AND name LIKE N'rowferry%'",
+        )
+        .await
+    }
+
+    /// A column list of `table`, in order.
+    pub async fn columns(&self, table: &str) -> String {
+        self.scalar(&format!(
+            "SELECT STRING_AGG(CONVERT(nvarchar(max), name), N',') WITHIN GROUP (ORDER BY column_id) \
+             FROM sys.columns WHERE object_id = OBJECT_ID(N'[{{s}}].[{table}]')"
+        ))
+        .await
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub fn q(&self, table: &str) -> String {
+        format!("{}.{table}", self.schema)
+    }
+
+    /// Arguments of a copy from `src` to `dst` in this schema, with a
+    /// checkpoint file of the test's own.
+    pub fn copy_args(&self, src: &str, dst: &str) -> Vec<String> {
+        vec![
+            "copy".into(),
+            "--source".into(),
+            self.url(),
+            "--table".into(),
+            self.q(src),
+            "--target-table".into(),
+            self.q(dst),
+            "--checkpoint".into(),
+            self.path("job.checkpoint").display().to_string(),
+        ]
+    }
+
+    /// Drop the schema and files, and check that nothing is left.
+    pub async fn cleanup(mut self) {
+        let schema = std::mem::take(&mut self.schema);
+        let mut client = self.client.lock().await;
+        ms_drop_schema(&mut client, &schema)
+            .await
+            .unwrap_or_else(|e| panic!("drop test schema: {e}"));
+        let left = ms_scalar(
+            &mut client,
+            &format!(
+                "SELECT CONVERT(nvarchar(10), COUNT(*)) FROM sys.schemas WHERE name = N'{}'",
+                schema.replace('\'', "''")
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left, "0", "schema {schema} left behind");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for MsDb {
+    /// A test that panicked before `cleanup` still leaves nothing behind.
+    fn drop(&mut self) {
+        if self.schema.is_empty() {
+            return;
+        }
+        let schema = std::mem::take(&mut self.schema);
+        let server = self.server.clone();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut client = connect_mssql(&server).await;
+                ms_drop_schema(&mut client, &schema).await.ok()
+            })
+        })
+        .join();
+    }
+}
