@@ -82,19 +82,20 @@ pub async fn run(path: &Path, cutover_now: bool, progress: Option<String>) -> Re
             continue;
         }
         if kind == PhaseKind::Cutover {
-            if let Some(flag) = job.wait_for_file.as_ref() {
-                if !cutover_now && !flag.exists() {
-                    st.held = true;
-                    state::save(&job.state_path(), &st)?;
-                    eprintln!(
-                        "rowferry: job {}: held before the cutover: create {} or run with \
+            if let Some(flag) = job.wait_for_file.as_ref()
+                && !cutover_now
+                && !flag.exists()
+            {
+                st.held = true;
+                state::save(&job.state_path(), &st)?;
+                eprintln!(
+                    "rowferry: job {}: held before the cutover: create {} or run with \
                          --cutover-now, then run the job again (the sync keeps the new table \
                          current meanwhile)",
-                        job.path.display(),
-                        flag.display()
-                    );
-                    return Ok(());
-                }
+                    job.path.display(),
+                    flag.display()
+                );
+                return Ok(());
             }
             st.held = false;
         }
@@ -245,22 +246,20 @@ pub fn status(path: &Path, json: bool) -> Result<()> {
             println!("            {e}");
         }
         let cp = job.checkpoint_path(p.kind);
-        if status == "running" || status == "failed" {
-            if cp.exists() {
-                println!(
-                    "            progress: rowferry status --checkpoint {}",
-                    cp.display()
-                );
-            }
-        }
-    }
-    if let (Some(flag), Some(s)) = (job.wait_for_file.as_ref(), st.as_ref()) {
-        if s.held {
+        if (status == "running" || status == "failed") && cp.exists() {
             println!(
-                "  the cutover waits for {} (or run with --cutover-now)",
-                flag.display()
+                "            progress: rowferry status --checkpoint {}",
+                cp.display()
             );
         }
+    }
+    if let (Some(flag), Some(s)) = (job.wait_for_file.as_ref(), st.as_ref())
+        && s.held
+    {
+        println!(
+            "  the cutover waits for {} (or run with --cutover-now)",
+            flag.display()
+        );
     }
     Ok(())
 }

@@ -82,10 +82,10 @@ fn rollback_argv(job: &JobFile) -> Vec<String> {
 
 fn cleanup_argv(job: &JobFile) -> Vec<String> {
     let mut extra = vec!["--drop-old-table".to_string()];
-    if job.value(Some(PhaseKind::Cleanup), "old-name").is_none() {
-        if let Some(old) = job.value(Some(PhaseKind::Cutover), "old-name") {
-            extra.extend(["--old-name".to_string(), old]);
-        }
+    if job.value(Some(PhaseKind::Cleanup), "old-name").is_none()
+        && let Some(old) = job.value(Some(PhaseKind::Cutover), "old-name")
+    {
+        extra.extend(["--old-name".to_string(), old]);
     }
     job.argv(Some(PhaseKind::Cleanup), &["cleanup"], &extra)
 }
