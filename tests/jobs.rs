@@ -541,3 +541,63 @@ async fn bad_job_files_are_refused_naming_the_key() {
     );
     db.cleanup().await;
 }
+
+/// MariaDB: a dual-write move into a new table, cutover and cleanup; then
+/// an abort after the copy leaves the database as before.
+#[tokio::test]
+async fn mariadb_v2_job_end_to_end_and_abort() {
+    let db = TestDb::mysql("job_my").await;
+    let setup = "CREATE TABLE {s}.orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, \
+                 amount decimal(12,2) NOT NULL, note text); \
+                 INSERT INTO {s}.orders SELECT seq, seq % 97, seq / 7, IF(seq % 5 = 0, NULL, \
+                 CONCAT('Grüße ', seq)) FROM seq_1_to_3000";
+    db.exec(setup).await;
+    let cols = "id, customer_id, amount, note";
+    let rows = db.checksum("orders", cols, "id").await;
+    let path = db.path("my.toml");
+    std::fs::write(
+        &path,
+        "source = \"${ROWFERRY_URL}\"\n\
+         table = \"${ROWFERRY_SCHEMA}.orders\"\n\
+         target-table = \"${ROWFERRY_SCHEMA}.v2_orders\"\n\
+         map = [\"amount_cents = ROUND(amount * 100)\"]\n\
+         [[expand]]\n\
+         sql = \"CREATE TABLE ${ROWFERRY_SCHEMA}.v2_orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, amount decimal(12,2) NOT NULL, amount_cents bigint NOT NULL, note text)\"\n\
+         undo = \"DROP TABLE ${ROWFERRY_SCHEMA}.v2_orders\"\n\
+         [sync]\n\
+         [copy]\n\
+         chunk-rows = 500\n\
+         [verify]\n\
+         [cutover]\n\
+         reverse-sync = true\n\
+         [cleanup]\n",
+    )
+    .expect("job file");
+    let tables = "SELECT GROUP_CONCAT(TABLE_NAME ORDER BY TABLE_NAME) FROM information_schema.TABLES \
+                  WHERE TABLE_SCHEMA = '{s}'";
+    let triggers = "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.TRIGGERS \
+                    WHERE TRIGGER_SCHEMA = '{s}'";
+
+    // Abort after the copy: as before.
+    crash_after(&db, &path, "copy");
+    assert_eq!(db.scalar(tables).await, "orders,v2_orders");
+    let out = job(&db, &["abort", p(&path)]);
+    expect_exit(&out, 0);
+    assert_eq!(db.scalar(tables).await, "orders", "{}", stderr(&out));
+    assert_eq!(db.scalar(triggers).await, "0");
+    no_job_files(&path);
+
+    // End to end, after a crash right after the cutover.
+    crash_after(&db, &path, "cutover");
+    let out = job(&db, &["run", p(&path)]);
+    expect_exit(&out, 0);
+    assert_eq!(db.scalar(tables).await, "orders");
+    assert_eq!(db.scalar(triggers).await, "0");
+    assert_eq!(db.checksum("orders", cols, "id").await, rows);
+    assert_eq!(
+        db.scalar("SELECT CAST(COUNT(*) AS CHAR) FROM {s}.orders WHERE amount_cents <> ROUND(amount * 100)")
+            .await,
+        "0"
+    );
+    db.cleanup().await;
+}

@@ -100,11 +100,12 @@ pub async fn run(path: &Path, cutover_now: bool, progress: Option<String>) -> Re
             st.held = false;
         }
         eprintln!("rowferry: job {}: phase {name}", job.path.display());
+        let resumed = st.started(name);
         let p = st.phase_mut(name);
         p.status = Some(PhaseStatus::Running);
         p.error = None;
         state::save(&job.state_path(), &st)?;
-        match phases::run(&job, &mut st, kind).await {
+        match phases::run(&job, &mut st, kind, resumed).await {
             Ok(()) => {
                 st.phase_mut(name).status = Some(PhaseStatus::Complete);
                 state::save(&job.state_path(), &st)?;

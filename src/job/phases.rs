@@ -206,7 +206,7 @@ impl JobDb {
             }
             Engine::Mysql => {
                 "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.TABLES WHERE TABLE_SCHEMA \
-                 = COALESCE(NULLIF(?, ''), DATABASE()) AND TABLE_NAME = ?"
+                 = COALESCE(NULLIF(:p1, ''), DATABASE()) AND TABLE_NAME = :p2"
             }
             Engine::Mssql => {
                 "SELECT CAST(COUNT(*) AS varchar(20)) FROM sys.tables t JOIN sys.schemas s ON \
@@ -331,7 +331,8 @@ async fn run_ddl(job: &JobFile, st: &mut JobState, kind: PhaseKind) -> Result<()
 }
 
 /// Run one phase to completion (statuses are the caller's).
-pub async fn run(job: &JobFile, st: &mut JobState, kind: PhaseKind) -> Result<()> {
+/// `resumed`: an earlier run started this phase and did not finish it.
+pub async fn run(job: &JobFile, st: &mut JobState, kind: PhaseKind, resumed: bool) -> Result<()> {
     match kind {
         PhaseKind::Expand | PhaseKind::Contract => run_ddl(job, st, kind).await,
         PhaseKind::Sync => {
@@ -343,7 +344,7 @@ pub async fn run(job: &JobFile, st: &mut JobState, kind: PhaseKind) -> Result<()
         PhaseKind::Verify => dispatch(job, "verify", job.argv(Some(kind), &["verify"], &[])).await,
         PhaseKind::Cutover => {
             // A run that died right after the swap committed.
-            if st.started("cutover") && swapped(job).await? {
+            if resumed && swapped(job).await? {
                 eprintln!("rowferry: cutover: the tables are already swapped; taken as done");
                 return Ok(());
             }
@@ -351,7 +352,7 @@ pub async fn run(job: &JobFile, st: &mut JobState, kind: PhaseKind) -> Result<()
         }
         PhaseKind::Cleanup => {
             let (_, _, old) = cutover_names(job)?;
-            if st.started("cleanup") && !connect(job).await?.table_exists(&old).await? {
+            if resumed && !connect(job).await?.table_exists(&old).await? {
                 eprintln!("rowferry: cleanup: the old table is gone already; taken as done");
                 return Ok(());
             }
