@@ -315,7 +315,13 @@ impl Options {
 }
 
 /// The first batch of every connection (see the module's documentation).
+/// A zero lock timeout means none, as on PostgreSQL (SQL Server's own 0
+/// would be "never wait", its -1 is "wait as long as it takes").
 fn setup_batch(settings: &SessionSettings) -> String {
+    let lock_timeout = match settings.lock_timeout.as_millis() {
+        0 => -1,
+        ms => i64::try_from(ms.min(i32::MAX as u128)).unwrap_or(i64::from(i32::MAX)),
+    };
     format!(
         "SET LANGUAGE us_english; SET DATEFORMAT ymd; SET LOCK_TIMEOUT {}; SET XACT_ABORT ON; \
          SET ANSI_NULLS ON; SET ANSI_PADDING ON; SET ANSI_WARNINGS ON; SET ARITHABORT ON; \
@@ -323,7 +329,7 @@ fn setup_batch(settings: &SessionSettings) -> String {
          SET ANSI_NULL_DFLT_ON ON; SET IMPLICIT_TRANSACTIONS OFF; SET NOCOUNT OFF; \
          SET TEXTSIZE 2147483647; SET TRANSACTION ISOLATION LEVEL READ COMMITTED; \
          SET DEADLOCK_PRIORITY LOW",
-        settings.lock_timeout.as_millis().clamp(1, i32::MAX as u128)
+        lock_timeout
     )
 }
 
@@ -1587,5 +1593,11 @@ mod tests {
         }
         // LANGUAGE sets a DATEFORMAT of its own: it goes first.
         assert!(sql.find("LANGUAGE") < sql.find("DATEFORMAT"));
+        let unlimited = setup_batch(&SessionSettings {
+            pool_size: 1,
+            lock_timeout: Duration::ZERO,
+            statement_timeout: Duration::ZERO,
+        });
+        assert!(unlimited.contains("SET LOCK_TIMEOUT -1;"), "{unlimited}");
     }
 }
