@@ -208,3 +208,30 @@ async fn foreign_keys_that_cascade_from_the_target_are_refused() {
     other.drop().await;
     pg.cleanup().await;
 }
+
+/// A double into a single-precision float (either way across engines) is
+/// rounded to 24 bits with no error: refused like any narrower column,
+/// and goes through when mapped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_double_into_a_float_is_refused_unless_mapped() {
+    let pg = TestDb::new("tp_fl").await;
+    let my = TestDb::mysql("tp_fl").await;
+    pg.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, x double precision);
+         INSERT INTO {s}.src VALUES (1, 0.123456789012)",
+    )
+    .await;
+    my.exec("CREATE TABLE {s}.dst (id bigint PRIMARY KEY, x float)")
+        .await;
+    let args = copy_into(&pg, &my.url(), &my.q("dst"), &[]);
+    let err = refused(&run(&args), &pg);
+    assert!(
+        err.contains("column x: source double precision into target float"),
+        "{err}"
+    );
+    assert_eq!(my.count("dst").await, 0);
+    expect_exit(&run(&with(args, &["--map", "x=x"])), 0);
+    assert_eq!(my.count("dst").await, 1);
+    my.cleanup().await;
+    pg.cleanup().await;
+}

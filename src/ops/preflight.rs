@@ -657,7 +657,20 @@ pub fn declared_narrowing(
     pairs
         .iter()
         .filter_map(|(s, t)| {
+            let narrowed = |what: String| Narrowed {
+                column: t.name.clone(),
+                source_type: s.data_type.clone(),
+                target_type: t.data_type.clone(),
+                what,
+            };
             let as_target = column_type(from, to, &s.data_type)?;
+            // `fit` leaves floats unchecked; the server rounds a double
+            // into a float (or a wide integer into either) without a word.
+            if let Some(what) =
+                float_narrowing(td.type_shape(&as_target), td.type_shape(&t.data_type))
+            {
+                return Some(narrowed(what));
+            }
             if !compared(td.type_shape(&as_target), td.type_shape(&t.data_type)) {
                 return None;
             }
@@ -665,18 +678,37 @@ pub fn declared_narrowing(
                 return None;
             };
             let said = format!("{as_target} -> {}: ", t.data_type);
-            Some(Narrowed {
-                column: t.name.clone(),
-                source_type: s.data_type.clone(),
-                target_type: t.data_type.clone(),
-                what: n
-                    .description
+            Some(narrowed(
+                n.description
                     .strip_prefix(&said)
                     .unwrap_or(&n.description)
                     .to_string(),
-            })
+            ))
         })
         .collect()
+}
+
+/// What a float target of fewer significand bits than the source's
+/// values need loses: a double into a float, an integer wider than the
+/// significand into either.
+fn float_narrowing(source: TypeShape, target: TypeShape) -> Option<String> {
+    let TypeShape::Float { bits } = target else {
+        return None;
+    };
+    match source {
+        TypeShape::Float { bits: b } if b > bits => Some(format!(
+            "values are rounded to the target's {bits}-bit significand"
+        )),
+        TypeShape::Integer { min, max }
+            if max.unsigned_abs() > 1u128 << bits || min.unsigned_abs() > 1u128 << bits =>
+        {
+            Some(format!(
+                "integers beyond 2^{bits} (in magnitude) are rounded to the target's {bits}-bit \
+                 significand"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// What `declared_narrowing` found, as the refusal of the copy.
