@@ -235,3 +235,35 @@ async fn a_double_into_a_float_is_refused_unless_mapped() {
     my.cleanup().await;
     pg.cleanup().await;
 }
+
+/// An unconstrained numeric holds any scale: into a DECIMAL(p,s) its
+/// values are rounded with no more than a note, so it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unconstrained_numeric_into_a_decimal_is_refused_unless_mapped() {
+    let pg = TestDb::new("tp_un").await;
+    let my = TestDb::mysql("tp_un").await;
+    pg.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, amount numeric);
+         INSERT INTO {s}.src VALUES (1, 1.005)",
+    )
+    .await;
+    my.exec("CREATE TABLE {s}.dst (id bigint PRIMARY KEY, amount decimal(12,2))")
+        .await;
+    let args = copy_into(&pg, &my.url(), &my.q("dst"), &[]);
+    let err = refused(&run(&args), &pg);
+    assert!(
+        err.contains(
+            "column amount: source numeric into target decimal(12,2): values with more than 2 \
+             decimal places are rounded"
+        ),
+        "{err}"
+    );
+    assert_eq!(my.count("dst").await, 0);
+    expect_exit(&run(&with(args, &["--map", "amount=round(amount, 2)"])), 0);
+    assert_eq!(
+        my.scalar("SELECT CAST(amount AS CHAR) FROM {s}.dst").await,
+        "1.01"
+    );
+    my.cleanup().await;
+    pg.cleanup().await;
+}

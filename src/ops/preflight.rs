@@ -663,7 +663,20 @@ pub fn declared_narrowing(
                 target_type: t.data_type.clone(),
                 what,
             };
-            let as_target = column_type(from, to, &s.data_type)?;
+            let Some(as_target) = column_type(from, to, &s.data_type) else {
+                // PostgreSQL's unconstrained numeric has no spelling on
+                // MySQL, and DECIMAL(p,s) rounds its longer fractions with
+                // no more than a note.
+                let unconstrained = from == Engine::Postgres
+                    && crate::dialect::postgres::Postgres.type_shape(&s.data_type)
+                        == TypeShape::UnboundedDecimal;
+                return match td.type_shape(&t.data_type) {
+                    TypeShape::Decimal { scale, .. } if unconstrained => Some(narrowed(format!(
+                        "values with more than {scale} decimal places are rounded"
+                    ))),
+                    _ => None,
+                };
+            };
             // `fit` leaves floats unchecked; the server rounds a double
             // into a float (or a wide integer into either) without a word.
             if let Some(what) =
