@@ -267,3 +267,26 @@ async fn an_unconstrained_numeric_into_a_decimal_is_refused_unless_mapped() {
     my.cleanup().await;
     pg.cleanup().await;
 }
+
+/// MySQL's YEAR reads a number from 0 to 99 as a year of this century or
+/// the last (5 becomes 2005): an integer into YEAR is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_integer_into_a_mysql_year_is_refused() {
+    let pg = TestDb::new("tp_yr").await;
+    let my = TestDb::mysql("tp_yr").await;
+    pg.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, y integer);
+         INSERT INTO {s}.src VALUES (1, 5)",
+    )
+    .await;
+    my.exec("CREATE TABLE {s}.dst (id bigint PRIMARY KEY, y year)")
+        .await;
+    let err = refused(&run(&copy_into(&pg, &my.url(), &my.q("dst"), &[])), &pg);
+    assert!(
+        err.contains("column y: source integer into target year"),
+        "{err}"
+    );
+    assert_eq!(my.count("dst").await, 0);
+    my.cleanup().await;
+    pg.cleanup().await;
+}

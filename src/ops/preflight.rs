@@ -677,6 +677,13 @@ pub fn declared_narrowing(
                     _ => None,
                 };
             };
+            // MySQL's YEAR takes 0 to 99 as two-digit years, silently.
+            let year = |ty: &str| crate::dialect::types::base_name(ty) == "year";
+            if to == Engine::Mysql && year(&t.data_type) && !year(&as_target) {
+                return Some(narrowed(
+                    "numbers from 0 to 99 are read as two-digit years (5 becomes 2005)".into(),
+                ));
+            }
             // `fit` leaves floats unchecked; the server rounds a double
             // into a float (or a wide integer into either) without a word.
             if let Some(what) =
