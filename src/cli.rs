@@ -417,6 +417,16 @@ pub struct RunArgs {
     /// Ignore an existing checkpoint and start over.
     #[arg(long)]
     pub restart: bool,
+    /// Share the job with other rowferry processes (on any hosts) started
+    /// with the same flags: the chunk plan and leases live in
+    /// `rowferry_jobs`/`rowferry_chunks` beside the source table, instead
+    /// of a checkpoint file.
+    #[arg(long)]
+    pub coordinate_in_db: bool,
+    /// With --coordinate-in-db: how long a claimed chunk stays a
+    /// process's without renewal before another process takes it over.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "D")]
+    pub lease: Duration,
 }
 
 /// How chunks are sized, throttled, timed out and reported.
@@ -605,6 +615,7 @@ impl RunArgs {
         RunOptions {
             checkpoint: self.checkpoint.clone(),
             restart: self.restart,
+            coordinate_lease: self.coordinate_in_db.then_some(self.lease),
             ..self.chunks.options()
         }
     }
@@ -639,6 +650,7 @@ impl ChunkArgs {
                 metrics_addr: self.throttle.metrics_addr.clone(),
                 on_event: self.throttle.on_event.clone(),
             },
+            coordinate_lease: None,
         }
     }
 }
@@ -667,6 +679,23 @@ pub async fn dispatch(command: Command) -> Result<()> {
                 jobs: usize::from(args.index_jobs.index_jobs),
             };
             let opts = args.run.options();
+            if args.run.coordinate_in_db {
+                if args.defer_indexes {
+                    return Err(Error::input(
+                        "--coordinate-in-db cannot be combined with --defer-indexes: run \
+                         `rowferry indexes defer` before the processes start and `rowferry \
+                         indexes rebuild` after the last one finished",
+                    ));
+                }
+                if ops::transfer::crosses_servers(&spec) || args.create_target {
+                    return Err(Error::input(
+                        "--coordinate-in-db needs the target table on the source's server, \
+                         already created (each chunk's done-mark commits in the chunk's own \
+                         transaction): create the target first, or copy across servers from \
+                         one process",
+                    ));
+                }
+            }
             let casts = args
                 .casts
                 .iter()

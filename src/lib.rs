@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod control;
+pub mod coordinate;
 pub mod db;
 pub mod dialect;
 pub mod error;

@@ -146,6 +146,9 @@ pub struct RunOptions {
     pub max_retries: u32,
     pub signals: SignalOptions,
     pub control: ControlOptions,
+    /// `--coordinate-in-db`: the lease of a claimed chunk. None: the job
+    /// runs in this process alone, with its checkpoint file.
+    pub coordinate_lease: Option<Duration>,
 }
 
 /// What the throttle watches in the background (`signals.rs`).
@@ -214,6 +217,7 @@ impl RunOptions {
             max_retries: 10,
             signals: SignalOptions::default(),
             control: ControlOptions::default(),
+            coordinate_lease: None,
         }
     }
 

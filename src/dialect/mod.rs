@@ -4,6 +4,7 @@
 //! here once; a dialect only supplies the pieces that differ per engine.
 
 pub mod checksum;
+pub mod coordinate;
 pub mod ddl;
 pub mod indexes;
 pub mod mysql;

@@ -113,7 +113,7 @@ pub async fn inspect(
     })
 }
 
-fn cell(rows: &[crate::db::Row], row: usize, col: usize) -> Option<String> {
+pub(crate) fn cell(rows: &[crate::db::Row], row: usize, col: usize) -> Option<String> {
     rows.get(row)?.get(col)?.clone()
 }
 
@@ -208,6 +208,15 @@ impl Drop for JobLock {
 const LOCK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl JobLock {
+    /// No lock held (`--coordinate-in-db`: many processes run the job,
+    /// the chunk leases keep them apart).
+    pub(crate) fn unlocked() -> JobLock {
+        JobLock {
+            watcher: tokio::spawn(async {}),
+            lost: CancellationToken::new(),
+        }
+    }
+
     /// Keep the lock's session and look at it every few seconds: a lock
     /// lives exactly as long as its connection, so a dead connection means
     /// another run could start, and this one must stop.
@@ -264,6 +273,11 @@ impl LedgerSink for CheckpointFile {
 
 /// Run a prepared job to the end, an interruption, or a failure.
 pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
+    // Several processes share the job through tables in the source
+    // database: no checkpoint file, no one-run lock.
+    if let Some(lease) = opts.coordinate_lease {
+        return crate::coordinate::run_job(job, opts, lease).await;
+    }
     let path = job.checkpoint_path(opts);
 
     // One run per job: the lock lives as long as this session, on the
@@ -526,7 +540,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions) -> Result<JobLock> {
     result.map(|()| job_lock)
 }
 
-async fn execute(session: &mut dyn Session, sql: &str) -> Result<()> {
+pub(crate) async fn execute(session: &mut dyn Session, sql: &str) -> Result<()> {
     let statement = crate::db::Statement {
         sql: sql.to_string(),
         params: vec![],
@@ -540,7 +554,7 @@ async fn execute(session: &mut dyn Session, sql: &str) -> Result<()> {
 /// The end-of-run summary: this run's share is the difference between the
 /// ledger before and after it.
 #[allow(clippy::too_many_arguments)]
-fn summary(
+pub(crate) fn summary(
     job: &PreparedJob,
     path: &Path,
     status: &'static str,
