@@ -353,7 +353,8 @@ ensure_postgres() {
 
     if ! pg_up; then
         if ! pg_installed; then
-            apt_install postgresql postgresql-client
+            # python3-venv: tests/recipes.rs runs the Alembic recipe in a venv.
+            apt_install postgresql postgresql-client python3-venv
         fi
         start_pg
         wait_for pg_up ||
