@@ -123,7 +123,7 @@ impl Shared {
             // Another worker of this process may have planned meanwhile;
             // its chunk is its own, so plan on.
             let job = session
-                .query(&self.sql.job_row, &[self.job.clone()])
+                .query(&self.sql.job_row, std::slice::from_ref(&self.job))
                 .await?;
             let Some(row) = job.first() else {
                 return Err(Error::fatal(format!(
@@ -137,7 +137,7 @@ impl Shared {
             let planning_done = number(row, 3) == 1;
             if planning_done || self.upper.is_none() {
                 let left = session
-                    .query(&self.sql.unfinished, &[self.job.clone()])
+                    .query(&self.sql.unfinished, std::slice::from_ref(&self.job))
                     .await?;
                 return Ok(if left.first().is_some_and(|r| number(r, 0) == 0) {
                     Next::Done
@@ -312,7 +312,7 @@ impl Shared {
     }
 
     async fn query(&self, session: &mut dyn Session, sql: &str) -> Result<Vec<Row>> {
-        session.query(sql, &[self.job.clone()]).await
+        session.query(sql, std::slice::from_ref(&self.job)).await
     }
 }
 
@@ -412,7 +412,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions, lease: Duration) -> Re
             execute(s.as_mut(), restart).await?;
         }
     }
-    let mut row = s.query(&sql.job_row, &[job_id.clone()]).await?;
+    let mut row = s.query(&sql.job_row, std::slice::from_ref(&job_id)).await?;
     let resumed = !row.is_empty();
     if row.is_empty() {
         if let Some(leftovers) = &job.side_state.leftovers
@@ -441,7 +441,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions, lease: Duration) -> Re
             Err(e) if e.duplicate_key.is_some() => {}
             Err(e) => return Err(e),
         }
-        row = s.query(&sql.job_row, &[job_id.clone()]).await?;
+        row = s.query(&sql.job_row, std::slice::from_ref(&job_id)).await?;
     }
     let Some(job_row) = row.first() else {
         return Err(Error::fatal(format!(
@@ -449,7 +449,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions, lease: Duration) -> Re
             sql.jobs
         )));
     };
-    let upper = parse_key(job_row.get(0).and_then(|v| v.as_ref()), "upper bound")?;
+    let upper = parse_key(job_row.first().and_then(|v| v.as_ref()), "upper bound")?;
     let finished = number(job_row, 4) == 1;
     let where_ = PathBuf::from(format!("(in the database: {})", sql.chunks));
     let totals = |rows: &[Row]| -> Ledger {
@@ -461,7 +461,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions, lease: Duration) -> Re
         l
     };
     if finished {
-        let t = totals(&s.query(&sql.totals, &[job_id.clone()]).await?);
+        let t = totals(&s.query(&sql.totals, std::slice::from_ref(&job_id)).await?);
         eprintln!(
             "rowferry: job already finished according to {} ({} rows in {} chunks); nothing to \
              do. Pass --restart to run it again",
@@ -481,7 +481,7 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions, lease: Duration) -> Re
         .print(opts.json);
         return Ok(JobLock::unlocked());
     }
-    let before = totals(&s.query(&sql.totals, &[job_id.clone()]).await?);
+    let before = totals(&s.query(&sql.totals, std::slice::from_ref(&job_id)).await?);
     drop(s);
 
     let shared = Arc::new(Shared {
