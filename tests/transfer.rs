@@ -900,3 +900,35 @@ async fn a_long_throttled_copy_keeps_a_session_for_the_load_signal() {
     other.drop().await;
     db.cleanup().await;
 }
+
+/// PostgreSQL's `time` holds 24:00:00, and so does MySQL's TIME: it must
+/// not arrive as 00:00:00 (the neutral form once went through a date).
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_time_24_00_reaches_mariadb_as_24_00() {
+    let pg = TestDb::new("x_t24").await;
+    let my = TestDb::mysql("x_t24").await;
+    pg.exec(
+        "CREATE TABLE {s}.src (id int PRIMARY KEY, t time(6));
+         INSERT INTO {s}.src VALUES (1, '24:00:00'), (2, '23:59:59.5'), (3, '00:00:00')",
+    )
+    .await;
+    my.exec("CREATE TABLE {s}.dst (id int PRIMARY KEY, t time(6))")
+        .await;
+    let out = run(&cross_copy(
+        &pg.url(),
+        &my.url(),
+        &pg.q("src"),
+        &my.q("dst"),
+        &pg,
+    ));
+    expect_exit(&out, 0);
+    assert_eq!(
+        my.scalar("SELECT GROUP_CONCAT(CAST(t AS CHAR) ORDER BY id) FROM {s}.dst")
+            .await,
+        "24:00:00.000000,23:59:59.500000,00:00:00.000000"
+    );
+    let verify = across("verify", &pg, "src", &my, "dst", &[]);
+    expect_exit(&run(&verify), 0);
+    my.cleanup().await;
+    pg.cleanup().await;
+}

@@ -243,8 +243,12 @@ impl WireSql for Postgres {
                  THEN to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
                  ELSE ({expr})::text END"
             ),
-            // Microseconds always, as MySQL's TIME_FORMAT prints them.
-            Kind::Time => format!("to_char(date '2000-01-01' + ({expr}), 'HH24:MI:SS.US')"),
+            // Microseconds always, as MySQL's TIME_FORMAT prints them;
+            // 24:00:00 (a date plus it is the next midnight) spelled out.
+            Kind::Time => format!(
+                "CASE WHEN ({expr}) = time '24:00:00' THEN '24:00:00.000000' \
+                 ELSE to_char(date '2000-01-01' + ({expr}), 'HH24:MI:SS.US') END"
+            ),
             _ => format!("({expr})::text"),
         }
     }
