@@ -1442,6 +1442,12 @@ impl ChunkWork for TransferWork {
         let read = self.read.statement(chunk);
         let rows = session.query(&read.sql, &read.params).await?;
         if rows.is_empty() {
+            // The source's range is empty now: the target's range, where
+            // it means the same keys, must end up empty too.
+            if let Some(range) = &self.range_delete {
+                let mut target = self.target_db.session().await?;
+                target.transaction(&[range.statement(chunk)]).await?;
+            }
             return Ok(0);
         }
         let mut target = self.target_db.session().await?;
