@@ -250,7 +250,8 @@ impl Shared {
         };
         if claims > 1 {
             eprintln!(
-                "rowferry: took over {} (seq {}, claim {claims}): its lease had expired",
+                "rowferry: took over {} (seq {}, claim {claims}): the process that held it let \
+                 its lease expire or handed it back",
                 crate::pool::describe_chunk(&chunk),
                 chunk.seq
             );

@@ -215,6 +215,7 @@ async fn three_processes_one_killed(db: &TestDb) {
             .await;
         vec![list]
     };
+    eprintln!("chunks held by the killed process: {}", held[0]);
     let a_out = a.wait_with_output().expect("wait");
     let c_out = c.wait_with_output().expect("wait");
     expect_exit(&a_out, 0);
@@ -223,7 +224,7 @@ async fn three_processes_one_killed(db: &TestDb) {
     assert_exact(db, Some(pid)).await;
     if held[0] != "0" {
         // The victim's chunks were taken over once their lease expired.
-        assert!(said.contains("its lease had expired"), "{said}");
+        assert!(said.contains("took over chunk"), "{said}");
         let taken = db
             .scalar(&format!(
                 "SELECT {} FROM {{s}}.rowferry_chunks WHERE claims > 1",
@@ -327,7 +328,7 @@ async fn a_stalled_process_loses_its_chunk_and_its_done_mark_is_refused() {
     let other = run(&args);
     expect_exit(&other, 0);
     assert!(
-        stderr(&other).contains("its lease had expired"),
+        stderr(&other).contains("took over chunk"),
         "{}",
         stderr(&other)
     );
@@ -408,5 +409,47 @@ async fn coordinate_refuses_what_it_cannot_share() {
     let out = run(&args);
     expect_exit(&out, 2);
     assert!(stderr(&out).contains("too short"), "{}", stderr(&out));
+    db.cleanup().await;
+}
+
+/// SIGTERM: chunks in flight commit, the chunks it had taken are handed
+/// back at once (no lease to wait for), exit 130; the others finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_the_claimed_chunks_back() {
+    let db = TestDb::new("coord_term").await;
+    setup(&db, false).await;
+    let args = coordinated_args(&db, "6000");
+    let leaving = spawn(&args, None);
+    let pid = leaving.id();
+    let mine = owner_like(pid);
+    wait_until(
+        &db,
+        &format!(
+            "SELECT count(*)::text FROM {{s}}.rowferry_chunks WHERE owner LIKE {mine} AND state = 'done'"
+        ),
+        2,
+    )
+    .await;
+    let staying = spawn(&args, None);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let left = leaving.wait_with_output().expect("wait");
+    expect_exit(&left, 130);
+    assert!(stderr(&left).contains("handed back"), "{}", stderr(&left));
+    let held = db
+        .scalar(&format!(
+            "SELECT count(*)::text FROM {{s}}.rowferry_chunks WHERE owner LIKE {mine} AND state = 'claimed'"
+        ))
+        .await;
+    assert_eq!(held, "0", "nothing left claimed by the process that left");
+    let beats = db
+        .scalar(&format!(
+            "SELECT count(*)::text FROM {{s}}.rowferry_workers WHERE owner LIKE {mine}"
+        ))
+        .await;
+    assert_eq!(beats, "0");
+    let stayed = staying.wait_with_output().expect("wait");
+    expect_exit(&stayed, 0);
+    assert_exact(&db, None).await;
     db.cleanup().await;
 }
