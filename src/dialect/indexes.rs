@@ -269,22 +269,7 @@ impl IndexSql for Postgres {
     }
 
     fn read_indexes(&self, rows: &[Row]) -> Result<Vec<CatalogIndex>> {
-        rows.iter()
-            .map(|r| {
-                let text = |i: usize| r.get(i).cloned().flatten();
-                let name = text(0).unwrap_or_default();
-                Ok(CatalogIndex {
-                    definition: text(1).ok_or_else(|| {
-                        Error::fatal(format!("internal: no definition for index {name}"))
-                    })?,
-                    name,
-                    kept_because: text(2),
-                    valid: text(3).as_deref() == Some("true"),
-                    tablespace: text(4).filter(|t| !t.is_empty()),
-                    comment: text(5),
-                })
-            })
-            .collect()
+        catalog_rows(rows)
     }
 
     fn read_shapes(&self, rows: &[Row]) -> Vec<(String, IndexShape)> {
@@ -347,6 +332,27 @@ impl IndexSql for Postgres {
             "SET client_connection_check_interval = '1s'".into(),
         ]
     }
+}
+
+/// Catalog rows of the shape (name, definition, kept because, valid,
+/// tablespace, comment), where the engine's list query prints them so.
+pub(super) fn catalog_rows(rows: &[Row]) -> Result<Vec<CatalogIndex>> {
+    rows.iter()
+        .map(|r| {
+            let text = |i: usize| r.get(i).cloned().flatten();
+            let name = text(0).unwrap_or_default();
+            Ok(CatalogIndex {
+                definition: text(1).ok_or_else(|| {
+                    Error::fatal(format!("internal: no definition for index {name}"))
+                })?,
+                name,
+                kept_because: text(2),
+                valid: text(3).as_deref() == Some("true"),
+                tablespace: text(4).filter(|t| !t.is_empty()),
+                comment: text(5),
+            })
+        })
+        .collect()
 }
 
 /// PostgreSQL index builds from recorded definitions: `online` with

@@ -17,7 +17,9 @@
 use super::{SqlServer, nliteral};
 use crate::db::Row;
 use crate::dialect::Dialect;
-use crate::dialect::indexes::{CatalogIndex, IndexDefinition, IndexSql, KEEP_PRIMARY, KEEP_UNIQUE};
+use crate::dialect::indexes::{
+    CatalogIndex, IndexDefinition, IndexSql, KEEP_PRIMARY, KEEP_UNIQUE, catalog_rows,
+};
 use crate::error::{Error, Result};
 
 /// The server error of an online index operation on an edition without
@@ -147,22 +149,7 @@ impl IndexSql for SqlServer {
     }
 
     fn read_indexes(&self, rows: &[Row]) -> Result<Vec<CatalogIndex>> {
-        rows.iter()
-            .map(|r| {
-                let text = |i: usize| r.get(i).cloned().flatten();
-                let name = text(0).unwrap_or_default();
-                Ok(CatalogIndex {
-                    definition: text(1).ok_or_else(|| {
-                        Error::fatal(format!("internal: no definition for index {name}"))
-                    })?,
-                    name,
-                    kept_because: text(2),
-                    valid: text(3).as_deref() == Some("true"),
-                    tablespace: text(4).filter(|t| !t.is_empty()),
-                    comment: text(5),
-                })
-            })
-            .collect()
+        catalog_rows(rows)
     }
 
     fn drop_sql(&self, schema: &str, table: &str, names: &[&str]) -> Vec<String> {
