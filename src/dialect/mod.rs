@@ -97,6 +97,18 @@ pub trait Dialect: Send + Sync {
         types::TypeShape::Other
     }
 
+    /// Whether a column of this type is blank-padded to its length
+    /// (PostgreSQL `character(n)`, MySQL `CHAR(n)`, SQL Server `char(n)`):
+    /// its trailing spaces carry no meaning (PostgreSQL pads them and
+    /// ignores them in comparisons; MySQL strips them on read), so a
+    /// server cutting excess trailing spaces does not change its value.
+    fn pads_blanks(&self, data_type: &str) -> bool {
+        matches!(
+            types::base_name(data_type).as_str(),
+            "character" | "char" | "nchar" | "bpchar"
+        )
+    }
+
     /// The length of a text expression in characters or bytes.
     fn length_sql(&self, expr: &str, unit: types::LengthUnit) -> String {
         match unit {

@@ -121,6 +121,17 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         }
     }
     let columns = resolve(d, td, &source, &target, spec, neutral)?;
+    let char_limits: Vec<(usize, CharLimit)> = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let from = source
+                .columns
+                .iter()
+                .find(|s| super::copy::names_column(d, &c.expr, &s.name));
+            char_limit(d, td, from, c).map(|l| (i, l))
+        })
+        .collect();
     let copied = columns.iter().map(|c| &c.target);
     super::preflight::other_server(spec, td, target_db.as_ref(), &source, &target, copied).await?;
     let key_targets: Vec<Column> = key
@@ -238,8 +249,19 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                 (c.target.name.clone(), from, facts(&target_facts, &c.target))
             })
             .collect();
+        let spaces = char_limits.first().map(|(i, l)| {
+            format!(
+                "column {} is {} in the source and {} in the target, whose server would cut a \
+                 longer value's trailing spaces without an error: each value's length is \
+                 checked here",
+                columns[*i].target.name,
+                l.source_type.as_deref().unwrap_or("an expression (--map)"),
+                columns[*i].target.data_type
+            )
+        });
         let choice = choose_pg_path(
             spec.where_sql.is_some(),
+            spaces,
             &keys,
             &pairs,
             source_facts.major == target_facts.major,
@@ -256,8 +278,8 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                     forms: copy_text_forms(td, &columns, neutral),
                 },
                 format!(
-                    "COPY (text) of rows read with SELECT: {}, so each chunk deletes its own \
-                     keys in the target one by one, then writes its rows with COPY FROM STDIN",
+                    "COPY (text) of rows read with SELECT: {}; each chunk clears its place in \
+                     the target, then writes its rows with COPY FROM STDIN",
                     choice.why
                 ),
             ),
@@ -451,6 +473,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         write,
         overriding_identity: columns.iter().any(|c| c.target.identity_always),
         range_delete,
+        char_limits,
     });
     eprintln!(
         "rowferry: copying across servers{}: {} -> {} ({})",
@@ -551,6 +574,68 @@ fn resolve(
         }
     }
     Ok(out)
+}
+
+/// A target column's limit in characters, checked on each value here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CharLimit {
+    max: u64,
+    /// The source column's type, where the column's expression names one.
+    source_type: Option<String>,
+    /// What the advice's `--map COL=rtrim(...)` takes: the source
+    /// column's name, or the `--map` expression.
+    value: String,
+}
+
+/// The limit to check `c`'s values against here, where the target server
+/// would not refuse every longer value: a `varchar(n)` (PostgreSQL,
+/// MySQL/MariaDB, SQL Server's nvarchar) limited in characters, filled
+/// with text whose length no declared type bounds (text, MySQL's TEXT
+/// types, varchar without length, a `--map` expression, json or another
+/// type printed as text). Both servers cut the excess of a longer value
+/// without an error when it is all spaces (the SQL standard; at most a
+/// note), which would change the value. Not checked:
+/// - a blank-padded `char(n)` (`Dialect::pads_blanks`): its trailing
+///   spaces are no part of its value (PostgreSQL pads every value and
+///   ignores them in comparisons; MySQL strips them on read), so cutting
+///   them changes nothing, and a longer value with other characters is
+///   refused by the server;
+/// - a target limited in bytes (MySQL's TEXT types): the server refuses
+///   a longer value itself;
+/// - numbers, dates and other kinds, whose text has no trailing spaces.
+fn char_limit(
+    d: &dyn Dialect,
+    td: &dyn Dialect,
+    from: Option<&Column>,
+    c: &Mapped,
+) -> Option<CharLimit> {
+    use crate::dialect::types::{LengthUnit, TypeShape};
+    if !matches!(c.kind, Kind::Text | Kind::Json | Kind::Other) {
+        return None;
+    }
+    let TypeShape::Text {
+        max,
+        unit: LengthUnit::Chars,
+    } = td.type_shape(&c.target.data_type)
+    else {
+        return None;
+    };
+    if td.pads_blanks(&c.target.data_type) {
+        return None;
+    }
+    // A declared length no longer than the target's (in characters, or in
+    // bytes, which are never fewer) bounds every value; a longer one was
+    // refused by the pre-flight.
+    if let Some(s) = from
+        && matches!(d.type_shape(&s.data_type), TypeShape::Text { max: m, .. } if m <= max)
+    {
+        return None;
+    }
+    Some(CharLimit {
+        max,
+        source_type: from.map(|s| s.data_type.clone()),
+        value: from.map_or_else(|| c.expr.clone(), |s| s.name.clone()),
+    })
 }
 
 /// `DELETE FROM target WHERE` a chunk's key range, over the target's key
@@ -920,6 +1005,7 @@ struct PgChoice {
 /// one major version.
 fn choose_pg_path(
     has_where: bool,
+    spaces: Option<String>,
     keys: &[(String, TypeFacts, TypeFacts)],
     columns: &[(String, Option<TypeFacts>, TypeFacts)],
     same_major: bool,
@@ -939,6 +1025,11 @@ fn choose_pg_path(
              out"
             .into(),
         );
+    }
+    // COPY to COPY never shows the values to rowferry, and the target
+    // would cut a longer value's excess trailing spaces silently.
+    if let Some(why) = spaces {
+        return rows(why);
     }
     for (name, from, to) in keys {
         if !from.same_as(to) {
@@ -1134,6 +1225,9 @@ struct TransferWork {
     /// `--where`): one statement instead of one per thousand keys, and
     /// rows deleted from the source since an earlier run go too.
     range_delete: Option<ChunkSql>,
+    /// (position in a read row, limit) of the columns whose values are
+    /// checked here for length: see `char_limit`.
+    char_limits: Vec<(usize, CharLimit)>,
 }
 
 /// Key tuples per DELETE or lookup: PostgreSQL runs out of stack on
@@ -1299,6 +1393,67 @@ impl TransferWork {
         Ok(())
     }
 
+    /// `key id = 7` or `key (a, b) = (1, x)`: the key of a read row.
+    fn row_key(&self, row: &crate::db::Row) -> String {
+        let values: Vec<String> = self
+            .key_positions
+            .iter()
+            .map(|&at| row.get(at).cloned().flatten().unwrap_or_default())
+            .collect();
+        let names: Vec<&str> = self.key_targets.iter().map(|c| c.name.as_str()).collect();
+        if names.len() == 1 {
+            format!("key {} = {}", names.join(""), values.join(""))
+        } else {
+            format!("key ({}) = ({})", names.join(", "), values.join(", "))
+        }
+    }
+
+    /// Refuse a chunk with a value longer than its target column's limit
+    /// in characters (see `char_limit`) whose excess is all spaces: the
+    /// target would store it cut, without an error. (Any other longer
+    /// value the target refuses itself.) Before anything of the chunk is
+    /// written. Counts bytes first: a value of no more bytes than the
+    /// limit has no more characters.
+    fn refuse_long_values(&self, rows: &[crate::db::Row]) -> Result<()> {
+        for (at, limit) in &self.char_limits {
+            for row in rows {
+                let Some(Some(value)) = row.get(*at) else {
+                    continue;
+                };
+                if value.len() as u64 <= limit.max {
+                    continue;
+                }
+                let chars = value.chars().count() as u64;
+                if chars <= limit.max {
+                    continue;
+                }
+                // Other characters past the limit: the server refuses
+                // the value itself, with its own error.
+                if !value.chars().skip(limit.max as usize).all(|ch| ch == ' ') {
+                    continue;
+                }
+                let column = &self.columns[*at];
+                return Err(Error::fatal(format!(
+                    "{} column {} ({}) holds at most {} characters, but the value of the row with \
+                     {} is {chars} characters long, its last {} trailing spaces, which the \
+                     target's server would cut without an error (rowferry copies every value \
+                     exactly): nothing of this chunk was written. \
+                     Widen the column, or --map {}=rtrim({}) if its trailing spaces do not \
+                     matter, then rerun the same command to resume",
+                    self.target_name,
+                    column.name,
+                    column.data_type,
+                    limit.max,
+                    self.row_key(row),
+                    chars - limit.max,
+                    column.name,
+                    limit.value,
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// `insert`, the error of the strict INSERT that replayed a chunk
     /// whose LOAD DATA warned or loaded another number of rows, told with
     /// what LOAD DATA said (its first warnings, the key of the row it
@@ -1315,20 +1470,7 @@ impl TransferWork {
             Some(w) => {
                 let key = warning_row(&w.message)
                     .and_then(|n| rows.get(n.checked_sub(1)?))
-                    .map(|row| {
-                        let values: Vec<String> = self
-                            .key_positions
-                            .iter()
-                            .map(|&at| row.get(at).cloned().flatten().unwrap_or_default())
-                            .collect();
-                        let names: Vec<&str> =
-                            self.key_targets.iter().map(|c| c.name.as_str()).collect();
-                        if names.len() == 1 {
-                            format!(" (key {} = {})", names.join(""), values.join(""))
-                        } else {
-                            format!(" (key ({}) = ({}))", names.join(", "), values.join(", "))
-                        }
-                    })
+                    .map(|row| format!(" ({})", self.row_key(row)))
                     .unwrap_or_default();
                 let more = shown[1..]
                     .iter()
@@ -1450,6 +1592,7 @@ impl ChunkWork for TransferWork {
             }
             return Ok(0);
         }
+        self.refuse_long_values(&rows)?;
         let mut target = self.target_db.session().await?;
         let deletes = self
             .clearing_statements(td, target.as_mut(), chunk, &rows)
@@ -1565,6 +1708,7 @@ mod tests {
             write: WritePath::Insert,
             overriding_identity: false,
             range_delete: None,
+            char_limits: Vec::new(),
         };
         work.statements(&Mysql, &work.delete_statements(&Mysql, rows), rows)
     }
@@ -1781,11 +1925,11 @@ mod tests {
             ),
             ("label".to_string(), None, facts("text", 25, None)),
         ];
-        let got = choose_pg_path(false, &key(int8(), int8()), &cols, true);
+        let got = choose_pg_path(false, None, &key(int8(), int8()), &cols, true);
         assert_eq!(got.path, PgPath::Binary);
         assert_eq!(got.convert, [false, true, true]);
         // Another major version, or a type that is not built in: text.
-        let got = choose_pg_path(false, &key(int8(), int8()), &cols, false);
+        let got = choose_pg_path(false, None, &key(int8(), int8()), &cols, false);
         assert_eq!(got.path, PgPath::Text);
         let mut with_enum = cols.clone();
         with_enum.push((
@@ -1793,11 +1937,17 @@ mod tests {
             Some(facts("s.mood", 16500, None)),
             facts("s.mood", 16600, None),
         ));
-        let got = choose_pg_path(false, &key(int8(), int8()), &with_enum, true);
+        let got = choose_pg_path(false, None, &key(int8(), int8()), &with_enum, true);
         assert_eq!((got.path, got.convert[3]), (PgPath::Text, true));
         assert!(got.why.contains("target column m"), "{}", got.why);
         // The target's key range may hold other keys: rows by SELECT.
-        let got = choose_pg_path(false, &key(facts("integer", 23, None), int8()), &cols, true);
+        let got = choose_pg_path(
+            false,
+            None,
+            &key(facts("integer", 23, None), int8()),
+            &cols,
+            true,
+        );
         assert_eq!(got.path, PgPath::Rows);
         assert!(
             got.why.contains("integer in the source and bigint"),
@@ -1805,12 +1955,12 @@ mod tests {
             got.why
         );
         assert_eq!(
-            choose_pg_path(true, &key(int8(), int8()), &cols, true).path,
+            choose_pg_path(true, None, &key(int8(), int8()), &cols, true).path,
             PgPath::Rows
         );
         let text = |c: Collation| facts("text", 25, Some(c));
         let en = collation("default", "en_US.UTF-8", None);
-        let got = choose_pg_path(false, &key(text(en.clone()), text(en)), &cols, true);
+        let got = choose_pg_path(false, None, &key(text(en.clone()), text(en)), &cols, true);
         assert_eq!(
             got.path,
             PgPath::Rows,
@@ -1822,16 +1972,22 @@ mod tests {
             got.why
         );
         let en = collation("default", "en_US.UTF-8", Some("2.36"));
-        let got = choose_pg_path(false, &key(text(en.clone()), text(en.clone())), &cols, true);
+        let got = choose_pg_path(
+            false,
+            None,
+            &key(text(en.clone()), text(en.clone())),
+            &cols,
+            true,
+        );
         assert_eq!(got.path, PgPath::Binary, "same collation, same version");
         let newer = collation("default", "en_US.UTF-8", Some("2.41"));
-        let got = choose_pg_path(false, &key(text(en), text(newer)), &cols, true);
+        let got = choose_pg_path(false, None, &key(text(en), text(newer)), &cols, true);
         assert_eq!(got.path, PgPath::Rows, "a libc upgrade may reorder");
         let (c, posix) = (
             collation("C", "C", None),
             collation("default", "POSIX", None),
         );
-        let got = choose_pg_path(false, &key(text(c), text(posix)), &cols, true);
+        let got = choose_pg_path(false, None, &key(text(c), text(posix)), &cols, true);
         assert_eq!(got.path, PgPath::Binary, "byte order on both sides");
     }
 
@@ -1883,7 +2039,56 @@ mod tests {
             write: WritePath::Insert,
             overriding_identity: identity,
             range_delete: None,
+            char_limits: Vec::new(),
         }
+    }
+
+    #[test]
+    fn values_are_checked_for_length_where_a_server_would_cut_trailing_spaces() {
+        use crate::dialect::postgres::Postgres;
+        let mapped = |target: &str, expr: &str, kind| Mapped {
+            target: column("v", target),
+            expr: expr.into(),
+            kind,
+        };
+        let pg = |source: &str, target: &str| {
+            let from = column("v", source);
+            char_limit(
+                &Postgres,
+                &Postgres,
+                Some(&from),
+                &mapped(target, "\"v\"", Kind::Text),
+            )
+            .map(|l| l.max)
+        };
+        assert_eq!(pg("text", "character varying(5)"), Some(5));
+        assert_eq!(pg("character varying", "character varying(5)"), Some(5));
+        assert_eq!(pg("character varying(5)", "character varying(5)"), None);
+        assert_eq!(pg("character varying(3)", "character varying(5)"), None);
+        // Blank-padded: its trailing spaces are no part of the value.
+        assert_eq!(pg("text", "character(5)"), None);
+        assert_eq!(pg("text", "text"), None);
+        // A --map expression: any length.
+        let expr = char_limit(
+            &Postgres,
+            &Mysql,
+            None,
+            &mapped("varchar(5)", "rtrim(v)", Kind::Text),
+        )
+        .expect("checked");
+        assert_eq!((expr.max, expr.value.as_str()), (5, "rtrim(v)"));
+        let my = |source: &str, target: &str, kind| {
+            let from = column("v", source);
+            char_limit(&Mysql, &Postgres, Some(&from), &mapped(target, "`v`", kind)).map(|l| l.max)
+        };
+        assert_eq!(my("longtext", "character varying(5)", Kind::Text), Some(5));
+        assert_eq!(my("tinytext", "character varying(255)", Kind::Text), None);
+        assert_eq!(my("int(11)", "character varying(5)", Kind::Integer), None);
+        // Limited in bytes (MySQL TEXT): the server refuses longer values.
+        assert_eq!(
+            char_limit(&Postgres, &Mysql, None, &mapped("text", "v", Kind::Text)),
+            None
+        );
     }
 
     #[test]

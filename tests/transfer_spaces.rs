@@ -1,0 +1,204 @@
+//! `copy --target` never lets a server cut a value's trailing spaces: a
+//! text value longer than its target `varchar(n)` whose excess is all
+//! spaces is stored cut by PostgreSQL and MySQL/MariaDB alike (by the SQL
+//! standard, at most a note), so rowferry checks it itself and fails the
+//! chunk (exit 1), naming the table, the column, the row's key, the
+//! value's length and the column's limit, with nothing of the chunk
+//! written. `--map v=rtrim(v)` is the way through where the spaces do not
+//! matter. Values at the limit, shorter ones with trailing spaces and
+//! non-ASCII text at the limit go through byte for byte. On every write
+//! path: PostgreSQL -> MariaDB (LOAD DATA or INSERT), MariaDB ->
+//! PostgreSQL (COPY of rows), PostgreSQL -> PostgreSQL (which would
+//! otherwise stream COPY to COPY, values never on the client).
+
+mod common;
+use common::*;
+
+/// Rows 1-4 fit varchar(5) exactly (at the limit, shorter with trailing
+/// spaces, five 2-byte characters); row 6 is 'abc' and seven spaces.
+const ROWS: &str = "INSERT INTO {s}.src VALUES (1, 'ab   '), (2, 'abcde'), (3, 'ééééé'),
+     (4, 'a  '), (5, NULL), (6, 'abc       ')";
+const FITTING: &str = "1:5:[ab   ],2:5:[abcde],3:5:[ééééé],4:3:[a  ]";
+
+const PG_ROWS: &str = "SELECT coalesce(string_agg(id || ':' || length(v) || ':[' || v || ']', ',' \
+                       ORDER BY id), '') FROM {s}.dst";
+const MY_ROWS: &str = "SELECT COALESCE(GROUP_CONCAT(CONCAT(id, ':', CHAR_LENGTH(v), ':[', v, ']') \
+                       ORDER BY id SEPARATOR ','), '') FROM {s}.dst";
+
+fn args(base: Vec<String>, source: &TestDb, checkpoint: &str, extra: &[&str]) -> Vec<String> {
+    let checkpoint = source.path(checkpoint).display().to_string();
+    let mut all = vec!["--checkpoint", checkpoint.as_str(), "--progress", "none"];
+    all.extend_from_slice(extra);
+    with(base, &all)
+}
+
+/// The failing run's message names everything and the way out.
+fn refused_chunk(out: &std::process::Output, target_table: &str) -> String {
+    expect_exit(out, 1);
+    let err = stderr(out);
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in [
+        target_table,
+        "column v",
+        "id = 6",
+        "10 characters",
+        "at most 5",
+        "trailing spaces",
+        "--map v=rtrim(v)",
+        "nothing of this chunk was written",
+    ] {
+        assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    }
+    err
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_text_into_a_mariadb_varchar_never_loses_trailing_spaces() {
+    let pg = TestDb::new("ts_pm").await;
+    let my = TestDb::mysql("ts_pm").await;
+    pg.exec("CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text)")
+        .await;
+    pg.exec(ROWS).await;
+    my.exec("CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))")
+        .await;
+    let base = || across("copy", &pg, "src", &my, "dst", &[]);
+
+    let out = run(&args(base(), &pg, "a.checkpoint", &[]));
+    refused_chunk(&out, &my.q("dst"));
+    assert_eq!(my.count("dst").await, 0, "nothing of the chunk");
+
+    let out = run(&args(base(), &pg, "b.checkpoint", &["--map", "v=rtrim(v)"]));
+    expect_exit(&out, 0);
+    assert_eq!(
+        my.scalar(MY_ROWS).await,
+        "1:2:[ab],2:5:[abcde],3:5:[ééééé],4:1:[a],6:3:[abc]"
+    );
+
+    // Without the long value, every value arrives as it is.
+    my.exec("DELETE FROM {s}.dst").await;
+    pg.exec("DELETE FROM {s}.src WHERE id = 6").await;
+    let out = run(&args(base(), &pg, "c.checkpoint", &[]));
+    expect_exit(&out, 0);
+    assert_eq!(my.scalar(MY_ROWS).await, FITTING);
+    assert_eq!(
+        my.scalar("SELECT HEX(v) FROM {s}.dst WHERE id = 1").await,
+        "6162202020"
+    );
+    pg.cleanup().await;
+    my.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_longtext_into_a_postgres_varchar_never_loses_trailing_spaces() {
+    let my = TestDb::mysql("ts_mp").await;
+    let pg = TestDb::new("ts_mp").await;
+    my.exec("CREATE TABLE {s}.src (id bigint PRIMARY KEY, v longtext)")
+        .await;
+    my.exec(ROWS).await;
+    pg.exec("CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))")
+        .await;
+    let base = || across("copy", &my, "src", &pg, "dst", &[]);
+
+    let out = run(&args(base(), &my, "a.checkpoint", &[]));
+    refused_chunk(&out, &pg.q("dst"));
+    assert_eq!(pg.count("dst").await, 0, "nothing of the chunk");
+
+    let out = run(&args(base(), &my, "b.checkpoint", &["--map", "v=rtrim(v)"]));
+    expect_exit(&out, 0);
+    assert_eq!(
+        pg.scalar(PG_ROWS).await,
+        "1:2:[ab],2:5:[abcde],3:5:[ééééé],4:1:[a],6:3:[abc]"
+    );
+
+    pg.exec("DELETE FROM {s}.dst").await;
+    my.exec("DELETE FROM {s}.src WHERE id = 6").await;
+    let out = run(&args(base(), &my, "c.checkpoint", &[]));
+    expect_exit(&out, 0);
+    assert_eq!(pg.scalar(PG_ROWS).await, FITTING);
+    assert_eq!(
+        pg.scalar("SELECT (v = 'ab   ' AND octet_length(v) = 5)::text FROM {s}.dst WHERE id = 1")
+            .await,
+        "true"
+    );
+    my.cleanup().await;
+    pg.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_text_into_a_varchar_of_another_database_never_loses_trailing_spaces() {
+    let pg = TestDb::new("ts_pp").await;
+    let other = OtherDatabase::new(&pg, "ts_pp_t").await;
+    pg.exec("CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text, w varchar(5))")
+        .await;
+    pg.exec(ROWS).await;
+    pg.exec("UPDATE {s}.src SET w = 'x  '").await;
+    other
+        .exec("CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5), w varchar(5))")
+        .await;
+    let base = || {
+        with(
+            vec![
+                "copy".into(),
+                "--source".into(),
+                pg.url(),
+                "--target".into(),
+                other.url(),
+                "--table".into(),
+                pg.q("src"),
+                "--target-table".into(),
+                other.q("dst"),
+            ],
+            &[],
+        )
+    };
+
+    let out = run(&args(base(), &pg, "a.checkpoint", &[]));
+    let err = refused_chunk(&out, &other.q("dst"));
+    // The values must be seen: not the COPY to COPY stream.
+    assert!(err.contains("rows read with SELECT"), "{err}");
+    assert!(err.contains("v is text in the source"), "{err}");
+    assert_eq!(
+        other.scalar("SELECT count(*)::text FROM {s}.dst").await,
+        "0",
+        "nothing of the chunk"
+    );
+
+    let out = run(&args(base(), &pg, "b.checkpoint", &["--map", "v=rtrim(v)"]));
+    expect_exit(&out, 0);
+    assert_eq!(
+        other.scalar(PG_ROWS).await,
+        "1:2:[ab],2:5:[abcde],3:5:[ééééé],4:1:[a],6:3:[abc]"
+    );
+
+    other.exec("DELETE FROM {s}.dst").await;
+    pg.exec("DELETE FROM {s}.src WHERE id = 6").await;
+    let out = run(&args(base(), &pg, "c.checkpoint", &[]));
+    expect_exit(&out, 0);
+    assert_eq!(other.scalar(PG_ROWS).await, FITTING);
+    assert_eq!(
+        other
+            .scalar("SELECT string_agg(DISTINCT w || '|', ',') FROM {s}.dst")
+            .await,
+        "x  |"
+    );
+
+    // varchar(5) into varchar(5) cannot carry a longer value: the stream.
+    other
+        .exec("CREATE TABLE {s}.dst2 (id bigint PRIMARY KEY, w varchar(5))")
+        .await;
+    let mut narrow = base();
+    let at = narrow.len() - 1;
+    narrow[at] = other.q("dst2");
+    let out = run(&args(narrow, &pg, "d.checkpoint", &[]));
+    expect_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("COPY (binary): each chunk streams"), "{err}");
+    assert_eq!(
+        other
+            .scalar("SELECT count(*)::text FROM {s}.dst2 WHERE w = 'x  ' AND octet_length(w) = 3")
+            .await,
+        "5"
+    );
+    other.drop().await;
+    pg.cleanup().await;
+}
