@@ -202,3 +202,34 @@ async fn postgres_text_into_a_varchar_of_another_database_never_loses_trailing_s
     other.drop().await;
     pg.cleanup().await;
 }
+
+/// KNOWN GAP, not fixed yet (fails today, hence ignored): a copy within
+/// one database is `INSERT ... SELECT` on the server, which cuts the
+/// excess trailing spaces of a value assigned to varchar(n) as silently.
+/// Its pre-flight scans the source for values too long for a plain
+/// column (exit 2), but not for a `--map` expression ("not checked"), nor
+/// rows written after the pre-flight (an online copy) or before a resume.
+/// The fix needs a guard in the chunk's SELECT that makes the INSERT fail.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "known gap: same-database copy cuts trailing spaces of a --map value into varchar(n)"]
+async fn a_copy_within_one_database_never_loses_trailing_spaces_of_a_mapped_value() {
+    let pg = TestDb::new("ts_same").await;
+    pg.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))",
+    )
+    .await;
+    pg.exec(ROWS).await;
+    let out = run(&with(
+        pg.copy_args("src", "dst"),
+        &["--progress", "none", "--map", "v=lower(v)"],
+    ));
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        pg.scalar("SELECT count(*)::text FROM {s}.dst WHERE id = 6")
+            .await,
+        "0",
+        "'abc       ' stored cut"
+    );
+    pg.cleanup().await;
+}
