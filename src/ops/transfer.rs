@@ -371,9 +371,9 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
                 copy_in: format!("COPY {target_q} ({names}) FROM STDIN (FORMAT text)"),
                 forms: copy_text_forms(td, &columns, neutral),
             },
-            "COPY (text) of rows read with SELECT: values cross engines in neutral text forms, \
-             each chunk deletes its own keys in the target, then writes its rows with COPY \
-             FROM STDIN"
+            "COPY (text) of rows read with SELECT: values cross engines in neutral text forms; \
+             each chunk clears its place in the target, then writes its rows with COPY FROM \
+             STDIN in the same transaction"
                 .to_string(),
         )
     } else if target_url.engine == Engine::Mysql {
@@ -404,7 +404,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
             MyPath::Load => (
                 WritePath::Load(load),
                 format!(
-                    "LOAD DATA LOCAL INFILE: each chunk deletes its own keys in the target, then \
+                    "LOAD DATA LOCAL INFILE: each chunk clears its place in the target, then \
                      loads its rows from memory in the same transaction, which commits only if \
                      every row loaded without a warning (else the chunk is written again with \
                      INSERT){crossing}"
