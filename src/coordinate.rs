@@ -388,8 +388,15 @@ pub async fn run_job(job: PreparedJob, opts: &RunOptions, lease: Duration) -> Re
             match execute(s.as_mut(), ddl).await {
                 Ok(()) => break,
                 // Another process creating the same table at this moment
-                // (PostgreSQL's IF NOT EXISTS is not atomic): look again.
-                Err(e) if (e.duplicate_key.is_some() || e.is_retryable()) && attempt < 5 => {
+                // (PostgreSQL's IF NOT EXISTS is not atomic: the loser sees
+                // a unique violation on pg_type, 42710 duplicate_object or
+                // 42P07 duplicate_table): look again.
+                Err(e)
+                    if (e.duplicate_key.is_some()
+                        || e.is_retryable()
+                        || matches!(e.code.as_deref(), Some("42710" | "42P07" | "1050")))
+                        && attempt < 5 =>
+                {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     s = job.db.session().await?;
