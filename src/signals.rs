@@ -78,6 +78,7 @@ impl Lazy {
             pool_size: 1,
             lock_timeout: Duration::from_secs(1),
             statement_timeout: ANSWER_WITHIN,
+            idle_in_transaction_timeout: None,
         };
         let db: Arc<dyn Database> = Arc::from(db::connect(url, &settings).await?);
         *slot = Some(db.clone());

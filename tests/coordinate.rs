@@ -302,6 +302,9 @@ async fn a_stalled_process_loses_its_chunk_and_its_done_mark_is_refused() {
     let args = coordinated_args(&db, "6000");
     let stalled = spawn(&args, None);
     let pid = stalled.id();
+    // If an assertion fails while it is stopped, kill it: a stopped child
+    // would hold its session (and the schema's cleanup) forever.
+    let reaper = KillIfPanicking(pid);
     let mine = owner_like(pid);
     // Stop it while it holds a chunk (taken, waiting for the rate).
     let seq = loop {
@@ -334,6 +337,7 @@ async fn a_stalled_process_loses_its_chunk_and_its_done_mark_is_refused() {
     );
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     let woken = stalled.wait_with_output().expect("wait");
+    std::mem::forget(reaper);
     expect_exit(&woken, 0);
     assert!(
         stderr(&woken).contains("was taken over by another process"),
@@ -353,6 +357,18 @@ async fn a_stalled_process_loses_its_chunk_and_its_done_mark_is_refused() {
         .await;
     assert_eq!(counted, ROWS.to_string(), "no chunk counted twice");
     db.cleanup().await;
+}
+
+/// SIGKILLs a child (stopped or not) when the test panics before reaping it.
+struct KillIfPanicking(u32);
+
+impl Drop for KillIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: a signal to our own child, not yet reaped.
+            unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -572,6 +572,7 @@ async fn every_pooled_session_has_the_settings_and_none_leaks_a_change() {
         pool_size: 1,
         lock_timeout: std::time::Duration::from_secs(3),
         statement_timeout: std::time::Duration::from_secs(60),
+        idle_in_transaction_timeout: None,
     };
     let db = rowferry::db::connect(&url, &settings)
         .await

@@ -141,6 +141,15 @@ pub struct SessionSettings {
     pub lock_timeout: Duration,
     /// Cancel any single statement that runs longer.
     pub statement_timeout: Duration,
+    /// Have the server end a session that sits idle inside an open
+    /// transaction this long (PostgreSQL's
+    /// `idle_in_transaction_session_timeout`, MariaDB's
+    /// `idle_transaction_timeout`; MySQL and SQL Server have none), so that
+    /// a client frozen mid-transaction (SIGSTOP, a VM pause) releases its
+    /// locks. `--coordinate-in-db` sets it to the lease: the other
+    /// processes take over a stalled process's chunks, and must not wait
+    /// for the row locks it holds. None: no limit.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 /// Open a pool for `url` and prove it works with one connection, so that a

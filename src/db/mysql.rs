@@ -76,7 +76,17 @@ impl MyDatabase {
                 settings.statement_timeout.as_millis()
             )
         };
-        let setup = vec![
+        // MariaDB only (MySQL has no such limit): a session frozen inside
+        // a transaction is ended by the server, releasing its locks.
+        let idle_limit = settings
+            .idle_in_transaction_timeout
+            .filter(|_| mariadb)
+            .map(|idle| {
+                // Whole seconds, rounded up: never before the lease ends.
+                let secs = idle.as_secs() + u64::from(idle.subsec_nanos() > 0);
+                format!("SET idle_transaction_timeout = {}", secs.max(1))
+            });
+        let mut setup = vec![
             "SET NAMES utf8mb4".to_string(),
             "SET time_zone = '+00:00', lc_messages = 'en_US', wait_timeout = 31536000, \
              group_concat_max_len = 1048576"
@@ -88,6 +98,7 @@ impl MyDatabase {
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".into(),
             statement_timeout,
         ];
+        setup.extend(idle_limit);
         let constraints = PoolConstraints::new(0, settings.pool_size.max(1))
             .ok_or_else(|| Error::fatal("internal: bad pool size"))?;
         // `setup`, not `init`: the pool resets a connection it gets back,

@@ -39,6 +39,15 @@ impl PgDatabase {
             settings.lock_timeout.as_millis(),
             settings.statement_timeout.as_millis()
         );
+        // A session frozen inside a transaction (when asked: see
+        // SessionSettings) is ended by the server, releasing its locks.
+        let pinned = match settings.idle_in_transaction_timeout {
+            Some(idle) => format!(
+                "{pinned} -c idle_in_transaction_session_timeout={}",
+                idle.as_millis().max(1)
+            ),
+            None => pinned,
+        };
         let options = match config.get_options() {
             Some(user) if !user.is_empty() => format!("{user} {pinned}"),
             _ => pinned,
@@ -350,6 +359,9 @@ fn server_error(e: &tokio_postgres::Error, password: Option<&str>) -> Error {
         SqlState::CRASH_SHUTDOWN,
         SqlState::CANNOT_CONNECT_NOW,
         SqlState::TOO_MANY_CONNECTIONS,
+        // This session sat idle in a transaction past the limit it set
+        // (a frozen process): ended and rolled back, a fresh one can go on.
+        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     ]
     .contains(code)
         || code.code().starts_with("08");

@@ -1579,6 +1579,7 @@ mod tests {
             pool_size: 1,
             lock_timeout: Duration::from_millis(2500),
             statement_timeout: Duration::ZERO,
+            idle_in_transaction_timeout: None,
         });
         for needle in [
             "SET LOCK_TIMEOUT 2500;",
@@ -1597,6 +1598,7 @@ mod tests {
             pool_size: 1,
             lock_timeout: Duration::ZERO,
             statement_timeout: Duration::ZERO,
+            idle_in_transaction_timeout: None,
         });
         assert!(unlimited.contains("SET LOCK_TIMEOUT -1;"), "{unlimited}");
     }

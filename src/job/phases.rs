@@ -121,6 +121,7 @@ pub async fn connect(job: &JobFile) -> Result<JobDb> {
         pool_size: 1,
         lock_timeout: duration("lock-timeout", Duration::from_secs(2)),
         statement_timeout: duration("statement-timeout", Duration::from_secs(600)),
+        idle_in_transaction_timeout: None,
     };
     let max_retries = job
         .value(None, "max-retries")

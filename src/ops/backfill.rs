@@ -167,6 +167,9 @@ pub async fn prepare(spec: &BackfillSpec, opts: &RunOptions) -> Result<BackfillP
         pool_size: opts.workers + 2,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        // --coordinate-in-db: a process frozen inside a transaction loses
+        // it after a lease, so its locks never hold the others up.
+        idle_in_transaction_timeout: opts.coordinate_lease,
     };
     let db: Arc<dyn Database> = Arc::from(db::connect(&spec.source, &settings).await?);
     let d = db.dialect();

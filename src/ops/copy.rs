@@ -145,6 +145,9 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         pool_size: opts.workers + 2,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        // --coordinate-in-db: a process frozen inside a transaction loses
+        // it after a lease, so its locks never hold the others up.
+        idle_in_transaction_timeout: opts.coordinate_lease,
     };
     let db: Arc<dyn Database> = Arc::from(db::connect(&spec.source, &settings).await?);
     let d = db.dialect();
@@ -305,6 +308,7 @@ pub async fn preflight(plan: &CopyPlan, spec: &CopySpec, opts: &RunOptions) -> R
         pool_size: 1,
         lock_timeout: opts.lock_timeout,
         statement_timeout: std::time::Duration::ZERO,
+        idle_in_transaction_timeout: None,
     };
     let db = db::connect(&spec.source, &settings).await?;
     let mut session = db.session().await?;

@@ -68,6 +68,7 @@ pub async fn ensure(spec: &CopySpec, opts: &RunOptions, casts: &[Cast]) -> Resul
         pool_size: 1,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        idle_in_transaction_timeout: None,
     };
     let source_db = db::connect(&spec.source, &settings)
         .await
@@ -243,6 +244,7 @@ async fn finish(spec: &CopySpec, opts: &RunOptions, jobs: usize) -> Result<()> {
         pool_size: 1,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        idle_in_transaction_timeout: None,
     };
     let source_db = db::connect(&spec.source, &settings)
         .await

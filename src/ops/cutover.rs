@@ -805,6 +805,7 @@ async fn swapped(
         pool_size: 3,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        idle_in_transaction_timeout: None,
     };
     let db: Arc<dyn crate::db::Database> = Arc::from(crate::db::connect(source, &settings).await?);
     let d = db.dialect();

@@ -134,6 +134,7 @@ async fn connect(url: &DbUrl, opts: &RunOptions, jobs: usize) -> Result<Arc<dyn 
         pool_size: jobs.max(1) + 1,
         lock_timeout: opts.lock_timeout,
         statement_timeout: Duration::ZERO,
+        idle_in_transaction_timeout: None,
     };
     Ok(Arc::from(db::connect(url, &settings).await?))
 }

@@ -486,6 +486,7 @@ fn settings(opts: &RunOptions) -> SessionSettings {
         pool_size: 2,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        idle_in_transaction_timeout: None,
     }
 }
 

@@ -86,6 +86,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         pool_size: opts.workers + 2,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        idle_in_transaction_timeout: None,
     };
     let db: Arc<dyn Database> = Arc::from(
         db::connect(&spec.source, &settings)

@@ -391,6 +391,7 @@ pub async fn run(spec: &CopySpec, opts: &RunOptions, max_differences: u64) -> Re
         pool_size: opts.workers + 2,
         lock_timeout: opts.lock_timeout,
         statement_timeout: opts.statement_timeout,
+        idle_in_transaction_timeout: None,
     };
     let db: Arc<dyn Database> = Arc::from(db::connect(&spec.source, &settings).await?);
     let target_db: Option<Arc<dyn Database>> = match &spec.target {
