@@ -440,6 +440,28 @@ async fn other_database(db: &TestDb, tag: &str, ddl: &str) -> (PgDatabase, tokio
     (other, target)
 }
 
+/// A source table of every kind of value, filled, and an empty `dst` of
+/// the same columns in a database of the test's own.
+async fn pg_source_and_target(tag: &str) -> (TestDb, PgDatabase, tokio_postgres::Client) {
+    let db = TestDb::new(&format!("x_{tag}")).await;
+    db.exec(&format!("CREATE TABLE {{s}}.src ({PG_COLUMNS})"))
+        .await;
+    db.exec(PG_ROWS).await;
+    let (other, target) =
+        other_database(&db, tag, &format!("CREATE TABLE {{s}}.dst ({PG_COLUMNS})")).await;
+    (db, other, target)
+}
+
+/// `args` with `flag`'s value replaced.
+fn set_flag(args: &mut [String], flag: &str, value: &str) {
+    let at = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} in {args:?}"))
+        + 1;
+    args[at] = value.into();
+}
+
 /// Into other types and a --map expression: converted on the source and
 /// sent in binary, as exact as INSERT's casts. A key of another type (the
 /// target's key range may hold other keys) goes by rows read with SELECT,
@@ -654,23 +676,9 @@ async fn postgres_into_other_types_and_a_map_is_exact_on_every_copy_path() {
 /// mid-copy, then a rerun: all on the COPY path, and exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_copy_path_crash_and_kill_9_then_rerun_is_exact() {
-    let db = TestDb::new("x_pgkill").await;
-    db.exec(&format!("CREATE TABLE {{s}}.src ({PG_COLUMNS})"))
-        .await;
-    db.exec(PG_ROWS).await;
-    let (other, target) = other_database(
-        &db,
-        "pgkill",
-        &format!("CREATE TABLE {{s}}.dst ({PG_COLUMNS})"),
-    )
-    .await;
+    let (db, other, target) = pg_source_and_target("pgkill").await;
     let mut args = cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q("dst"), &db);
-    let at = args
-        .iter()
-        .position(|a| a == "--chunk-rows")
-        .expect("--chunk-rows")
-        + 1;
-    args[at] = "100".into();
+    set_flag(&mut args, "--chunk-rows", "100");
     args.extend(["--workers".into(), "2".into()]);
 
     let out = run_crashing_after(&args, 3);
@@ -734,16 +742,7 @@ async fn postgres_copy_path_crash_and_kill_9_then_rerun_is_exact() {
 /// exact once the lock goes.
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_copy_path_retries_a_chunk_whole() {
-    let db = TestDb::new("x_pgretry").await;
-    db.exec(&format!("CREATE TABLE {{s}}.src ({PG_COLUMNS})"))
-        .await;
-    db.exec(PG_ROWS).await;
-    let (other, target) = other_database(
-        &db,
-        "pgretry",
-        &format!("CREATE TABLE {{s}}.dst ({PG_COLUMNS})"),
-    )
-    .await;
+    let (db, other, target) = pg_source_and_target("pgretry").await;
     let locker = other.client().await;
     locker
         .batch_execute(&format!(
@@ -826,12 +825,7 @@ async fn postgres_text_keys_with_quotes_and_backslashes_bound_chunks_exactly() {
         ),
     ] {
         let mut args = cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q(table), &db);
-        let at = args
-            .iter()
-            .position(|a| a == "--chunk-rows")
-            .expect("--chunk-rows")
-            + 1;
-        args[at] = "150".into();
+        set_flag(&mut args, "--chunk-rows", "150");
         let out = run(&with(args.clone(), &["--restart"]));
         expect_exit(&out, 0);
         assert!(stderr(&out).contains(path), "{}", stderr(&out));
@@ -855,23 +849,9 @@ async fn postgres_text_keys_with_quotes_and_backslashes_bound_chunks_exactly() {
 /// unknown" after 5 s, and held the job for good).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_throttled_copy_keeps_a_session_for_the_load_signal() {
-    let db = TestDb::new("x_pgstarve").await;
-    db.exec(&format!("CREATE TABLE {{s}}.src ({PG_COLUMNS})"))
-        .await;
-    db.exec(PG_ROWS).await;
-    let (other, target) = other_database(
-        &db,
-        "pgstarve",
-        &format!("CREATE TABLE {{s}}.dst ({PG_COLUMNS})"),
-    )
-    .await;
+    let (db, other, target) = pg_source_and_target("pgstarve").await;
     let mut args = cross_copy(&db.url(), &other.url(), &db.q("src"), &db.q("dst"), &db);
-    let at = args
-        .iter()
-        .position(|a| a == "--chunk-rows")
-        .expect("--chunk-rows")
-        + 1;
-    args[at] = "100".into();
+    set_flag(&mut args, "--chunk-rows", "100");
     // About 7.5 s: longer than the signal's 5 s answer limit.
     let mut running = Running::start(&with(
         args,
