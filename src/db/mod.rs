@@ -94,6 +94,21 @@ pub trait Session: Send {
             "internal: LOAD DATA LOCAL INFILE is MySQL's; this engine takes rows otherwise",
         ))
     }
+
+    /// One transaction: `before` (the chunk's DELETE), then `rows` by the
+    /// engine's bulk load into the staging table `load` describes, then
+    /// its INSERT ... SELECT into the target, then COMMIT. Rows written.
+    /// An error rolls everything back and is returned as it is.
+    async fn transaction_with_bulk_load(
+        &mut self,
+        _before: &[Statement],
+        _load: &crate::dialect::sqlserver::StagedInsert,
+        _rows: &[Row],
+    ) -> Result<u64> {
+        Err(Error::fatal(
+            "internal: TDS bulk load is SQL Server's; this engine takes rows otherwise",
+        ))
+    }
 }
 
 /// What a `LOAD DATA LOCAL` did (see `Session::transaction_with_load_data`).

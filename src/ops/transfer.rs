@@ -22,13 +22,22 @@
 //! every row loaded without one; otherwise it is rolled back and written
 //! again with INSERT, whose own error (or success) is the reference. A
 //! server with local_infile off gets INSERTs from the start.
+//!
+//! Into SQL Server the rows go by TDS bulk load, as text, into a
+//! temporary table, then into the target with one INSERT ... SELECT that
+//! converts them as the INSERT path's parameters are converted (see
+//! `dialect::sqlserver::StagedInsert`). A server that refuses bulk load
+//! in a probe of no rows, or a URL with `bulk_load=false`, gets
+//! multi-row INSERTs.
 
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
+use crate::db::sqlserver::BULK_LOAD_OFF;
 use crate::db::{
     self, CopyData, Database, LoadOutcome, ServerWarning, Session, SessionSettings, Statement,
 };
 use crate::dialect::mysql::{LoadColumn, Mysql, load_data_field};
+use crate::dialect::sqlserver::{SqlServer, StagedInsert};
 use crate::dialect::wire::{CopyText, Kind, faithful, tab_separated_field};
 use crate::dialect::{Dialect, RangeShape, key_range};
 use crate::error::{Error, Result};
@@ -210,6 +219,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         })
         .collect();
     let target_q = td.qualified(&target.schema, &target.name);
+    let overriding_identity = columns.iter().any(|c| c.target.identity_always);
     let both_postgres =
         spec.source.engine == Engine::Postgres && target_url.engine == Engine::Postgres;
     let (write, path_note) = if both_postgres && !neutral {
@@ -417,18 +427,34 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
             ),
         }
     } else if target_url.engine == Engine::Mssql {
-        (
-            WritePath::Insert,
-            format!(
-                "INSERT ... VALUES, at most 1,000 rows and 2,000 values per statement (SQL \
-                 Server's bulk load is not used in this version){}",
-                if neutral {
-                    "; values cross engines in neutral text forms"
-                } else {
-                    ""
-                }
+        let load = SqlServer.staged_insert(
+            &target_q,
+            &columns.iter().map(|c| c.target.clone()).collect::<Vec<_>>(),
+            neutral,
+            overriding_identity,
+        );
+        let crossing = if neutral {
+            "; values cross engines in neutral text forms"
+        } else {
+            ""
+        };
+        match probe_bulk_load(target_db.as_ref(), &load).await {
+            Ok(()) => (
+                WritePath::Bulk(load),
+                format!(
+                    "TDS bulk load: each chunk clears its place in the target, bulk-loads its \
+                     rows as text into a temporary table and moves them into the target with \
+                     one INSERT ... SELECT that converts each value, in one transaction{crossing}"
+                ),
             ),
-        )
+            Err(why) => (
+                WritePath::Insert,
+                format!(
+                    "INSERT ... VALUES, at most 1,000 rows and 2,000 values per statement (not \
+                     TDS bulk load: {why}){crossing}"
+                ),
+            ),
+        }
     } else {
         (
             WritePath::Insert,
@@ -472,7 +498,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         neutral,
         source_dialect: d,
         write,
-        overriding_identity: columns.iter().any(|c| c.target.identity_always),
+        overriding_identity,
         range_delete,
         char_limits,
     });
@@ -701,6 +727,34 @@ enum WritePath {
         /// Per column, how its wire text becomes COPY's input text.
         forms: Arc<[CopyText]>,
     },
+    /// Into SQL Server: SELECT the rows as text; DELETE their keys; TDS
+    /// bulk load into a staging table, then INSERT ... SELECT from it.
+    Bulk(StagedInsert),
+}
+
+/// Try the bulk load path with no rows (it writes nothing; the server
+/// compiles the INSERT ... SELECT with its conversions), so that chunks
+/// meet no surprise: a server, a login or a proxy that refuses bulk load
+/// shows here. Err: why chunks are written with INSERT instead.
+async fn probe_bulk_load(
+    target_db: &dyn Database,
+    load: &StagedInsert,
+) -> std::result::Result<(), String> {
+    let probe = match target_db.session().await {
+        Ok(mut s) => s.transaction_with_bulk_load(&[], load, &[]).await,
+        Err(e) => Err(e),
+    };
+    probe.map(|_| ()).map_err(|e| {
+        if e.message == BULK_LOAD_OFF {
+            e.message
+        } else {
+            format!(
+                "a bulk load of no rows into the target failed: {}; add bulk_load=false to \
+                 the target URL to skip this attempt",
+                e.message
+            )
+        }
+    })
 }
 
 struct LoadData {
@@ -1598,6 +1652,11 @@ impl ChunkWork for TransferWork {
         let deletes = self
             .clearing_statements(td, target.as_mut(), chunk, &rows)
             .await?;
+        if let WritePath::Bulk(load) = &self.write {
+            return target
+                .transaction_with_bulk_load(&deletes, load, &rows)
+                .await;
+        }
         if let WritePath::Rows { copy_in, forms } = &self.write {
             let data = encode_copy_text(rows, forms.clone()).await?;
             let (_, copied) = target

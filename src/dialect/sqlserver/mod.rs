@@ -64,6 +64,7 @@
 //!   with the server's own `secondary_lag_seconds` where it reports one
 //!   (2016+).
 
+mod bulk_sql;
 mod index_sql;
 mod signal_sql;
 mod swap;
@@ -72,6 +73,7 @@ mod tests;
 mod triggers;
 mod wire_sql;
 
+pub use bulk_sql::StagedInsert;
 pub use index_sql::{ONLINE_INDEX_UNAVAILABLE, online_index_unavailable};
 
 use super::sync::{SyncObject, SyncTriggers};

@@ -88,27 +88,7 @@ impl WireSql for SqlServer {
     }
 
     fn wire_in(&self, n: usize, column: &Column, neutral: bool) -> String {
-        let p = self.placeholder(n);
-        match (self.kind(column), neutral) {
-            (Kind::Binary | Kind::Other, _) => format!("CONVERT(varbinary(max), {p}, 2)"),
-            (Kind::Bool, _) => format!("CAST({p} AS bit)"),
-            (Kind::Date, _) => format!("CONVERT(date, {p}, 23)"),
-            // Through datetime2(7) with a fixed style (never the
-            // session's DATEFORMAT; datetime itself refuses more than
-            // three fractional digits); the INSERT's assignment rounds to
-            // the column's type.
-            (Kind::Timestamp, _) => format!("CONVERT(datetime2(7), {p}, 121)"),
-            (Kind::TimestampTz, true) => {
-                format!("TODATETIMEOFFSET(CONVERT(datetime2(7), {p}, 121), N'+00:00')")
-            }
-            (Kind::TimestampTz, false) => format!("CONVERT(datetimeoffset(7), {p}, 121)"),
-            (Kind::Time, _) => format!("CAST({p} AS time(7))"),
-            (Kind::Uuid, _) => format!("CAST({p} AS uniqueidentifier)"),
-            // Numbers and text are assigned, not cast: the INSERT refuses
-            // a value that does not fit (an explicit cast to varchar(n)
-            // would cut it).
-            (Kind::Integer | Kind::Decimal | Kind::Float | Kind::Text | Kind::Json, _) => p,
-        }
+        self.assigned(&self.placeholder(n), column, neutral)
     }
 
     fn copy_text(&self, _column: &Column, _neutral: bool) -> CopyText {
@@ -177,5 +157,35 @@ impl WireSql for SqlServer {
         format!(
             "CONVERT(nvarchar(16), CONVERT(binary(8), CONVERT(float, {expr}) + CONVERT(float, 0)), 2)"
         )
+    }
+}
+
+impl SqlServer {
+    /// `value`, the text a value travelled in (`wire_out`; a parameter,
+    /// or a staging table's nvarchar column), as `column` takes it in an
+    /// INSERT: what `wire_in` writes for a parameter.
+    pub(super) fn assigned(&self, value: &str, column: &Column, neutral: bool) -> String {
+        match (self.kind(column), neutral) {
+            (Kind::Binary | Kind::Other, _) => format!("CONVERT(varbinary(max), {value}, 2)"),
+            (Kind::Bool, _) => format!("CAST({value} AS bit)"),
+            (Kind::Date, _) => format!("CONVERT(date, {value}, 23)"),
+            // Through datetime2(7) with a fixed style (never the
+            // session's DATEFORMAT; datetime itself refuses more than
+            // three fractional digits); the INSERT's assignment rounds to
+            // the column's type.
+            (Kind::Timestamp, _) => format!("CONVERT(datetime2(7), {value}, 121)"),
+            (Kind::TimestampTz, true) => {
+                format!("TODATETIMEOFFSET(CONVERT(datetime2(7), {value}, 121), N'+00:00')")
+            }
+            (Kind::TimestampTz, false) => format!("CONVERT(datetimeoffset(7), {value}, 121)"),
+            (Kind::Time, _) => format!("CAST({value} AS time(7))"),
+            (Kind::Uuid, _) => format!("CAST({value} AS uniqueidentifier)"),
+            // Numbers and text are assigned, not cast: the INSERT refuses
+            // a value that does not fit (an explicit cast to varchar(n)
+            // would cut it).
+            (Kind::Integer | Kind::Decimal | Kind::Float | Kind::Text | Kind::Json, _) => {
+                value.to_string()
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@
 //! | `trust_server_certificate_ca` | a PEM/DER file of the CA that signed the server's certificate | the system's trust store |
 //! | `application_name` | shown in `sys.dm_exec_sessions` | `rowferry` |
 //! | `connect_timeout` | seconds for TCP connect, TLS and login | 15 |
+//! | `bulk_load` | `false`: a copy into this server writes with multi-row INSERTs instead of TDS bulk load (see `dialect::sqlserver::StagedInsert`) | `true` |
 //!
 //! The certificate is always checked unless `trust_server_certificate=true`
 //! (SQL Server runs TLS for the login even with `encrypt=off`): what ODBC
@@ -61,16 +62,18 @@
 //! 10 and below, such as sp_rename's caution) are not errors.
 
 use super::{Database, Row, Session, SessionSettings, Statement};
+use crate::dialect::Dialect;
 use crate::dialect::signals::NamedRow;
-use crate::dialect::{Dialect, sqlserver::SqlServer};
+use crate::dialect::sqlserver::{SqlServer, StagedInsert};
 use crate::error::{Error, ErrorKind, Result};
 use crate::url::{DbUrl, scrub};
 use async_trait::async_trait;
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
+use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query, TokenRow};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
@@ -125,6 +128,8 @@ pub(crate) struct Options {
     pub(crate) ca_file: Option<String>,
     pub(crate) application_name: String,
     pub(crate) connect_timeout: Duration,
+    /// Copies into this server may use TDS bulk load.
+    pub(crate) bulk_load: bool,
 }
 
 /// The password, decoded, and the forms to scrub from any message.
@@ -149,7 +154,7 @@ impl Secret {
 }
 
 const KNOWN_OPTIONS: &str = "encrypt, trust_server_certificate, trust_server_certificate_ca, \
-                             application_name, connect_timeout";
+                             application_name, connect_timeout, bulk_load";
 
 /// Percent-decode a URL part; None if the bytes are not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
@@ -239,6 +244,7 @@ impl Options {
             ca_file: None,
             application_name: "rowferry".into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            bulk_load: true,
         };
         for (key, value) in parsed.query_pairs() {
             let normalized: String = key
@@ -265,6 +271,7 @@ impl Options {
                 }
                 "trustservercertificateca" => options.ca_file = Some(value.into_owned()),
                 "applicationname" | "appname" => options.application_name = value.into_owned(),
+                "bulkload" => options.bulk_load = yes_no(&key, &value, url)?,
                 "connecttimeout" => {
                     let secs: u64 = value.parse().map_err(|_| {
                         bad(format!(
@@ -469,6 +476,7 @@ impl MsDatabase {
             conn: Some(held),
             timeout: self.statement_timeout,
             secret: self.opener.secret.clone(),
+            bulk_load: self.opener.options.bulk_load,
         })
     }
 }
@@ -519,6 +527,8 @@ struct MsSession {
     conn: Option<Held>,
     timeout: Option<Duration>,
     secret: Secret,
+    /// The URL allows TDS bulk load (`bulk_load`).
+    bulk_load: bool,
 }
 
 /// A call that ran longer than allowed.
@@ -648,6 +658,53 @@ impl MsSession {
         {
             self.discard();
         }
+    }
+
+    /// `rows` by TDS bulk load into `stage` (created by this session's
+    /// transaction): every cell as nvarchar text, NULL as NULL. Rows the
+    /// server loaded.
+    async fn bulk_load(&mut self, stage: &str, rows: &[Row]) -> Result<u64> {
+        let limit = self.timeout;
+        let outcome = {
+            let conn = self.client()?;
+            within(limit, async {
+                let mut load = conn.bulk_insert(stage).await?;
+                for row in rows {
+                    let mut token = TokenRow::with_capacity(row.len());
+                    for cell in row {
+                        token.push(ColumnData::String(cell.as_deref().map(Cow::Borrowed)));
+                    }
+                    load.send(token).await?;
+                }
+                load.finalize().await.map(|r| r.total())
+            })
+            .await
+        };
+        self.settle(outcome, &format!("INSERT BULK {stage}")).await
+    }
+
+    async fn bulk_transaction_inner(
+        &mut self,
+        before: &[Statement],
+        load: &StagedInsert,
+        rows: &[Row],
+    ) -> Result<u64> {
+        self.batch("BEGIN TRANSACTION", self.timeout).await?;
+        for s in before {
+            self.exec(&s.sql, &s.params).await?;
+        }
+        self.batch(&load.create_stage, self.timeout).await?;
+        let loaded = self.bulk_load(load.stage, rows).await?;
+        let inserted: u64 = self.exec(&load.insert, &[]).await?.iter().sum();
+        if loaded != rows.len() as u64 || inserted != loaded {
+            return Err(Error::fatal(format!(
+                "the target took {loaded} of {} rows by bulk load and inserted {inserted} of                  them; nothing was committed. Add bulk_load=false to the target URL to copy                  with INSERT instead, and report this",
+                rows.len()
+            )));
+        }
+        self.batch(&load.drop_stage, self.timeout).await?;
+        self.batch("COMMIT TRANSACTION", self.timeout).await?;
+        Ok(inserted)
     }
 
     async fn transaction_inner(&mut self, statements: &[Statement]) -> Result<Vec<u64>> {
@@ -783,7 +840,35 @@ impl Session for MsSession {
         let reported = self.exec(sql, &[]).await?;
         Ok(statement_count(sql, &reported))
     }
+
+    async fn transaction_with_bulk_load(
+        &mut self,
+        before: &[Statement],
+        load: &StagedInsert,
+        rows: &[Row],
+    ) -> Result<u64> {
+        if !self.bulk_load {
+            return Err(Error::input(BULK_LOAD_OFF));
+        }
+        if let Some(row) = rows.iter().find(|r| r.len() != load.columns) {
+            return Err(Error::fatal(format!(
+                "internal: a row of {} values for a stage of {} columns",
+                row.len(),
+                load.columns
+            )));
+        }
+        let outcome = self.bulk_transaction_inner(before, load, rows).await;
+        if outcome.is_err() {
+            // Closing the connection rolls the transaction back with its
+            // stage, and leaves no half-sent bulk stream to read past.
+            self.discard();
+        }
+        outcome
+    }
 }
+
+/// Why a copy does not use bulk load: the URL said so.
+pub const BULK_LOAD_OFF: &str = "bulk_load=false in the target URL";
 
 /// An error from checking a statement that writes an identity column
 /// with `SET IDENTITY_INSERT ... ON` around it, which a check does not
@@ -1205,6 +1290,11 @@ fn decimal_text(value: i128, scale: u8) -> String {
 }
 
 #[cfg(test)]
+mod bulk_tests;
+#[cfg(test)]
+mod fake_tds;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1227,6 +1317,7 @@ mod tests {
                 ca_file: None,
                 application_name: "rowferry".into(),
                 connect_timeout: Duration::from_secs(15),
+                bulk_load: true,
             }
         );
         assert_eq!(secret.password, "RowFerry!2026");
@@ -1257,8 +1348,9 @@ mod tests {
             Some(Duration::from_secs(3))
         );
 
-        let (o, _) = options("sqlserver://sa:x@h:1/?encrypt=off").unwrap();
+        let (o, _) = options("sqlserver://sa:x@h:1/?encrypt=off&bulk_load=false").unwrap();
         assert_eq!((o.database, o.encrypt), (None, Encrypt::Off));
+        assert!(!o.bulk_load);
         let (o, _) = options("sqlserver://sa:x@h?encrypt=strict").unwrap();
         assert_eq!(o.encrypt, Encrypt::Strict);
         assert_eq!(Encrypt::On.level(), EncryptionLevel::On);

@@ -1,0 +1,343 @@
+//! `Session::transaction_with_bulk_load` over real TDS, against the
+//! scripted peer of `fake_tds` (no SQL Server here): what the driver
+//! sends, in what order, and what it does with errors, wrong counts and
+//! silence. What a SQL Server does with the SQL is for the live tests
+//! (`tests/mssql.rs`, `ROWFERRY_TEST_MSSQL`).
+
+use super::fake_tds::{FakeServer, Reply, Request, Rule};
+use super::*;
+use crate::dialect::sqlserver::SqlServer;
+use crate::dialect::test_support::column;
+use std::sync::Mutex;
+
+/// A session to `server`, as `MsDatabase` makes them but without TLS
+/// (which the peer does not speak).
+async fn session_to(server: &FakeServer, timeout: Option<Duration>) -> MsSession {
+    let mut config = Config::new();
+    config.host("127.0.0.1");
+    config.port(server.port);
+    config.authentication(AuthMethod::sql_server("sa", "Secret!pw"));
+    config.encryption(EncryptionLevel::NotSupported);
+    let tcp = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let client = Client::connect(config, tcp.compat_write()).await.unwrap();
+    MsSession {
+        conn: Some(Held::Dedicated(Box::new(client))),
+        timeout,
+        secret: Secret {
+            password: "Secret!pw".into(),
+            raw: None,
+        },
+        bulk_load: true,
+    }
+}
+
+/// What a server answers: the stage's columns to the metadata query,
+/// the rows loaded to a bulk load and, unless `insert` says otherwise,
+/// as many inserted to the INSERT ... SELECT.
+fn server_rule(insert: impl Fn(u64) -> Reply + Send + Sync + 'static) -> Rule {
+    let loaded = Arc::new(Mutex::new(0u64));
+    Arc::new(move |request: &Request| match request {
+        Request::Batch(sql) if sql.starts_with("SELECT TOP 0 ") => {
+            Reply::Columns(vec!["c1".into(), "c2".into(), "c3".into()])
+        }
+        Request::Bulk { rows, .. } => {
+            *loaded.lock().unwrap() = rows.len() as u64;
+            Reply::Done(rows.len() as u64)
+        }
+        Request::Rpc { sql, .. } if sql.contains("INSERT INTO ") => {
+            insert(*loaded.lock().unwrap())
+        }
+        _ => Reply::Done(0),
+    })
+}
+
+fn staged() -> StagedInsert {
+    SqlServer.staged_insert(
+        "[dbo].[dst]",
+        &[
+            column("id", "bigint"),
+            column("v", "nvarchar(max)"),
+            column("b", "varbinary(max)"),
+        ],
+        true,
+        false,
+    )
+}
+
+fn delete() -> Statement {
+    Statement {
+        sql: "DELETE FROM [dbo].[dst] WHERE [id] >= @P1 AND [id] <= @P2".into(),
+        params: vec!["1".into(), "5000".into()],
+    }
+}
+
+fn cell(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
+/// Rows that try the encoding: NULL, empty, quotes, control characters,
+/// characters outside the BMP, a value of more than one packet.
+fn rows() -> Vec<Row> {
+    vec![
+        vec![cell("1"), cell("plain"), cell("00FF10")],
+        vec![cell("2"), None, None],
+        vec![cell("3"), cell(""), cell("")],
+        vec![
+            cell("4"),
+            cell("it's \"quoted\"\t\r\n; DROP TABLE x --"),
+            cell("00"),
+        ],
+        vec![cell("5"), cell("żółw 🐢 \u{0}"), None],
+        vec![
+            cell("6"),
+            Some("x".repeat(20_000)),
+            Some("AB".repeat(9_000)),
+        ],
+    ]
+}
+
+fn commits(requests: &[Request]) -> bool {
+    requests
+        .iter()
+        .any(|r| matches!(r, Request::Batch(sql) if sql.contains("COMMIT")))
+}
+
+#[tokio::test]
+async fn a_chunk_is_deleted_bulk_loaded_and_inserted_in_one_transaction() {
+    let server = FakeServer::start(server_rule(Reply::Done)).await;
+    let mut session = session_to(&server, None).await;
+    let load = staged();
+    let written = session
+        .transaction_with_bulk_load(&[delete()], &load, &rows())
+        .await
+        .unwrap();
+    assert_eq!(written, 6);
+    let requests = server.requests();
+    // The connection's own setup comes first (none here: the session was
+    // opened directly).
+    let [
+        begin,
+        delete_sent,
+        create,
+        metadata,
+        insert_bulk,
+        bulk,
+        insert,
+        drop,
+        commit,
+    ] = requests.as_slice()
+    else {
+        panic!("requests: {requests:#?}");
+    };
+    assert_eq!(begin, &Request::Batch("BEGIN TRANSACTION".into()));
+    assert_eq!(
+        delete_sent,
+        &Request::Rpc {
+            sql: delete().sql,
+            params: vec![cell("1"), cell("5000")],
+        }
+    );
+    assert_eq!(create, &Request::Batch(load.create_stage.clone()));
+    assert_eq!(
+        metadata,
+        &Request::Batch("SELECT TOP 0 * FROM #rowferry_stage".into())
+    );
+    let Request::Batch(insert_bulk) = insert_bulk else {
+        panic!("{insert_bulk:?}");
+    };
+    assert!(
+        insert_bulk.starts_with("INSERT BULK #rowferry_stage ("),
+        "{insert_bulk}"
+    );
+    assert_eq!(
+        bulk,
+        &Request::Bulk {
+            columns: vec!["c1".into(), "c2".into(), "c3".into()],
+            rows: rows(),
+        },
+        "every value arrives as it was read, NULL as NULL"
+    );
+    assert_eq!(
+        insert,
+        &Request::Rpc {
+            sql: load.insert.clone(),
+            params: vec![],
+        }
+    );
+    assert_eq!(drop, &Request::Batch("DROP TABLE #rowferry_stage".into()));
+    assert_eq!(commit, &Request::Batch("COMMIT TRANSACTION".into()));
+    assert!(session.conn.is_some(), "a good connection is kept");
+}
+
+#[tokio::test]
+async fn thousands_of_rows_span_many_packets_and_arrive_whole() {
+    let server = FakeServer::start(server_rule(Reply::Done)).await;
+    let mut session = session_to(&server, None).await;
+    let many: Vec<Row> = (0..5_000)
+        .map(|i| vec![Some(i.to_string()), Some(format!("row {i} ✓")), None])
+        .collect();
+    let written = session
+        .transaction_with_bulk_load(&[], &staged(), &many)
+        .await
+        .unwrap();
+    assert_eq!(written, 5_000);
+    let requests = server.requests();
+    let loaded: Vec<&Request> = requests
+        .iter()
+        .filter(|r| matches!(r, Request::Bulk { .. }))
+        .collect();
+    assert_eq!(
+        loaded,
+        [&Request::Bulk {
+            columns: vec!["c1".into(), "c2".into(), "c3".into()],
+            rows: many,
+        }]
+    );
+}
+
+#[tokio::test]
+async fn no_rows_is_a_probe_that_writes_nothing() {
+    let server = FakeServer::start(server_rule(Reply::Done)).await;
+    let mut session = session_to(&server, None).await;
+    assert_eq!(
+        session
+            .transaction_with_bulk_load(&[], &staged(), &[])
+            .await
+            .unwrap(),
+        0
+    );
+    let requests = server.requests();
+    assert!(requests.contains(&Request::Bulk {
+        columns: vec!["c1".into(), "c2".into(), "c3".into()],
+        rows: vec![],
+    }));
+    assert!(commits(&requests));
+}
+
+#[tokio::test]
+async fn an_identity_insert_counts_the_insert_only() {
+    let server = FakeServer::start(server_rule(|n| {
+        Reply::Statements(vec![None, Some(n), None])
+    }))
+    .await;
+    let mut session = session_to(&server, None).await;
+    let load = SqlServer.staged_insert(
+        "[dbo].[dst]",
+        &[
+            column("id", "int"),
+            column("v", "nvarchar(10)"),
+            column("w", "int"),
+        ],
+        false,
+        true,
+    );
+    let rows = vec![vec![cell("7"), cell("x"), None]];
+    assert_eq!(
+        session
+            .transaction_with_bulk_load(&[], &load, &rows)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        load.insert
+            .starts_with("SET IDENTITY_INSERT [dbo].[dst] ON; ")
+    );
+    assert!(commits(&server.requests()));
+}
+
+#[tokio::test]
+async fn a_server_error_rolls_back_by_closing_the_connection() {
+    let server = FakeServer::start(server_rule(|_| Reply::Error {
+        number: 2627,
+        message: "Violation of PRIMARY KEY constraint 'pk_dst'. Cannot insert duplicate key in \
+                  object 'dbo.dst'. The duplicate key value is (4)."
+            .into(),
+    }))
+    .await;
+    let mut session = session_to(&server, None).await;
+    let e = session
+        .transaction_with_bulk_load(&[delete()], &staged(), &rows())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("2627"), "{e}");
+    assert!(e.message.contains("pk_dst"), "{e}");
+    assert!(!commits(&server.requests()));
+    assert!(
+        session.conn.is_none(),
+        "the connection (its transaction, its stage) is closed"
+    );
+    let again = session.query("SELECT 1", &[]).await.unwrap_err();
+    assert!(again.is_retryable(), "{again}");
+}
+
+#[tokio::test]
+async fn a_count_that_is_not_the_rows_sent_commits_nothing() {
+    let server = FakeServer::start(server_rule(|n| Reply::Done(n - 1))).await;
+    let mut session = session_to(&server, None).await;
+    let e = session
+        .transaction_with_bulk_load(&[], &staged(), &rows())
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("took 6 of 6 rows by bulk load and inserted 5"),
+        "{e}"
+    );
+    assert!(e.message.contains("bulk_load=false"), "{e}");
+    assert!(!commits(&server.requests()));
+    assert!(session.conn.is_none());
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_is_cancelled_and_the_connection_closed() {
+    let rule: Rule = Arc::new(|request: &Request| match request {
+        Request::Batch(sql) if sql.starts_with("SELECT TOP 0 ") => {
+            Reply::Columns(vec!["c1".into(), "c2".into(), "c3".into()])
+        }
+        Request::Bulk { .. } => Reply::Silence,
+        _ => Reply::Done(0),
+    });
+    let server = FakeServer::start(rule).await;
+    let mut session = session_to(&server, Some(Duration::from_millis(300))).await;
+    let e = session
+        .transaction_with_bulk_load(&[], &staged(), &rows())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.as_deref(), Some(STATEMENT_TIMEOUT_CODE), "{e}");
+    assert!(e.message.contains("INSERT BULK #rowferry_stage"), "{e}");
+    let requests = server.requests();
+    assert!(requests.contains(&Request::Attention), "{requests:#?}");
+    assert!(!commits(&requests));
+    assert!(session.conn.is_none());
+}
+
+#[tokio::test]
+async fn bulk_load_false_in_the_url_sends_nothing() {
+    let server = FakeServer::start(server_rule(Reply::Done)).await;
+    let mut session = session_to(&server, None).await;
+    session.bulk_load = false;
+    let e = session
+        .transaction_with_bulk_load(&[delete()], &staged(), &rows())
+        .await
+        .unwrap_err();
+    assert_eq!(e.message, BULK_LOAD_OFF);
+    assert_eq!(server.requests(), []);
+}
+
+#[tokio::test]
+async fn rows_of_another_width_send_nothing() {
+    let server = FakeServer::start(server_rule(Reply::Done)).await;
+    let mut session = session_to(&server, None).await;
+    let e = session
+        .transaction_with_bulk_load(&[], &staged(), &[vec![cell("1")]])
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("a row of 1 values for a stage of 3"),
+        "{e}"
+    );
+    assert_eq!(server.requests(), []);
+}

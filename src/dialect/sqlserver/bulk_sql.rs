@@ -1,0 +1,185 @@
+//! Copies into SQL Server from another server (`copy --target
+//! sqlserver://`): each chunk's rows go by TDS bulk load (`INSERT BULK`,
+//! tiberius' `bulk_insert`) into a staging table of text columns, then
+//! into the target with ONE `INSERT ... SELECT` that converts every value
+//! exactly as the parameterized INSERT path does (`assigned`, what
+//! `wire_in` writes). The server does every conversion, with the same
+//! rules and the same errors as that path (a value too long, a duplicate
+//! key); the client never encodes a typed TDS value.
+//!
+//! The staging table is a local temporary table. It must be created by a
+//! batch of its own (a temporary table created inside `sp_executesql`
+//! is dropped when the call ends), and it lives in the chunk's
+//! transaction: a rollback, or the connection closed after an error,
+//! takes it away with the chunk's rows.
+
+use super::SqlServer;
+use crate::dialect::Dialect;
+use crate::table::Column;
+
+/// The staging table's name, as `INSERT BULK` and the statements take it.
+pub const STAGE: &str = "#rowferry_stage";
+
+/// The statements of one chunk written by bulk load (see the module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedInsert {
+    /// A batch: drops a stage left by an earlier chunk on this session,
+    /// creates it with one `nvarchar(max) NULL` column per target column.
+    pub create_stage: String,
+    /// The table `INSERT BULK` loads (`STAGE`).
+    pub stage: &'static str,
+    /// Its columns: the values in each row loaded.
+    pub columns: usize,
+    /// `INSERT INTO target (...) SELECT <converted stage columns> FROM
+    /// stage`, wrapped in `SET IDENTITY_INSERT` where an identity column
+    /// is written (sent with `sp_executesql`, so the setting ends with
+    /// the call). Its row count is the INSERT's (the SETs count none).
+    pub insert: String,
+    /// A batch that drops the stage.
+    pub drop_stage: String,
+}
+
+impl SqlServer {
+    /// The statements that write `columns` of `target` (quoted) from a
+    /// bulk-loaded stage; `identity`: one of them is an identity column.
+    pub fn staged_insert(
+        &self,
+        target: &str,
+        columns: &[Column],
+        neutral: bool,
+        identity: bool,
+    ) -> StagedInsert {
+        let stage_column = |i: usize| self.quote_ident(&format!("c{}", i + 1));
+        let stage_columns = (0..columns.len())
+            .map(|i| format!("{} nvarchar(max) NULL", stage_column(i)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let names = columns
+            .iter()
+            .map(|c| self.quote_ident(&c.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let values = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.assigned(&stage_column(i), c, neutral))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = format!("INSERT INTO {target} ({names}) SELECT {values} FROM {STAGE}");
+        StagedInsert {
+            create_stage: format!(
+                "DROP TABLE IF EXISTS {STAGE}; CREATE TABLE {STAGE} ({stage_columns})"
+            ),
+            stage: STAGE,
+            columns: columns.len(),
+            insert: if identity {
+                format!(
+                    "SET IDENTITY_INSERT {target} ON; {insert}; SET IDENTITY_INSERT {target} OFF"
+                )
+            } else {
+                insert
+            },
+            drop_stage: format!("DROP TABLE {STAGE}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::test_support::column;
+    use sqlparser::dialect::MsSqlDialect;
+    use sqlparser::parser::Parser;
+
+    #[track_caller]
+    fn assert_parses(sql: &str) {
+        if let Err(e) = Parser::parse_sql(&MsSqlDialect {}, sql) {
+            panic!("sqlparser (MsSql) rejects: {e}\n{sql}");
+        }
+    }
+
+    fn columns() -> Vec<Column> {
+        vec![
+            column("id", "bigint"),
+            column("na]me", "nvarchar(20)"),
+            column("payload", "varbinary(max)"),
+            column("at", "datetimeoffset(7)"),
+            column("born", "date"),
+            column("flag", "bit"),
+        ]
+    }
+
+    #[test]
+    fn a_stage_has_one_text_column_per_target_column() {
+        let load = SqlServer.staged_insert("[s].[dst]", &columns(), true, false);
+        assert_eq!(
+            load.create_stage,
+            "DROP TABLE IF EXISTS #rowferry_stage; CREATE TABLE #rowferry_stage ([c1] \
+             nvarchar(max) NULL, [c2] nvarchar(max) NULL, [c3] nvarchar(max) NULL, [c4] \
+             nvarchar(max) NULL, [c5] nvarchar(max) NULL, [c6] nvarchar(max) NULL)"
+        );
+        assert_eq!((load.stage, load.columns), ("#rowferry_stage", 6));
+        assert_eq!(load.drop_stage, "DROP TABLE #rowferry_stage");
+        for sql in [&load.create_stage, &load.insert, &load.drop_stage] {
+            assert_parses(sql);
+        }
+    }
+
+    #[test]
+    fn the_stage_is_converted_as_parameters_are() {
+        let columns = columns();
+        let load = SqlServer.staged_insert("[s].[dst]", &columns, true, false);
+        let values: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| SqlServer.assigned(&format!("[c{}]", i + 1), c, true))
+            .collect();
+        assert_eq!(
+            load.insert,
+            format!(
+                "INSERT INTO [s].[dst] ([id], [na]]me], [payload], [at], [born], [flag]) SELECT \
+                 {} FROM #rowferry_stage",
+                values.join(", ")
+            )
+        );
+        // The same conversions as the INSERT path's parameters.
+        assert_eq!(
+            values,
+            [
+                "[c1]",
+                "[c2]",
+                "CONVERT(varbinary(max), [c3], 2)",
+                "TODATETIMEOFFSET(CONVERT(datetime2(7), [c4], 121), N'+00:00')",
+                "CONVERT(date, [c5], 23)",
+                "CAST([c6] AS bit)",
+            ]
+        );
+        for (i, c) in columns.iter().enumerate() {
+            use crate::dialect::wire::WireSql;
+            assert_eq!(
+                SqlServer.wire_in(i + 1, c, true),
+                values[i].replace(&format!("[c{}]", i + 1), &format!("@P{}", i + 1))
+            );
+        }
+        // Between two SQL Servers, a datetimeoffset keeps its own offset.
+        let same_engine = SqlServer.staged_insert("[dst]", &columns, false, false);
+        assert!(
+            same_engine
+                .insert
+                .contains("CONVERT(datetimeoffset(7), [c4], 121)"),
+            "{}",
+            same_engine.insert
+        );
+    }
+
+    #[test]
+    fn an_identity_column_is_written_with_identity_insert_for_the_call() {
+        let load = SqlServer.staged_insert("[dbo].[t]", &[column("id", "int")], false, true);
+        assert_eq!(
+            load.insert,
+            "SET IDENTITY_INSERT [dbo].[t] ON; INSERT INTO [dbo].[t] ([id]) SELECT [c1] FROM \
+             #rowferry_stage; SET IDENTITY_INSERT [dbo].[t] OFF"
+        );
+        assert_parses(&load.insert);
+    }
+}
