@@ -46,9 +46,7 @@ fn server_rule(insert: impl Fn(u64) -> Reply + Send + Sync + 'static) -> Rule {
             *loaded.lock().unwrap() = rows.len() as u64;
             Reply::Done(rows.len() as u64)
         }
-        Request::Rpc { sql, .. } if sql.contains("INSERT INTO ") => {
-            insert(*loaded.lock().unwrap())
-        }
+        Request::Rpc { sql, .. } if sql.contains("INSERT INTO ") => insert(*loaded.lock().unwrap()),
         _ => Reply::Done(0),
     })
 }
@@ -217,9 +215,11 @@ async fn no_rows_is_a_probe_that_writes_nothing() {
 }
 
 #[tokio::test]
-async fn an_identity_insert_counts_the_insert_only() {
+async fn identity_insert_is_on_around_the_insert_whose_own_count_is_last() {
+    // An AFTER INSERT trigger on the target reports its statements' counts
+    // before the INSERT's own.
     let server = FakeServer::start(server_rule(|n| {
-        Reply::Statements(vec![None, Some(n), None])
+        Reply::Statements(vec![Some(99), None, Some(n)])
     }))
     .await;
     let mut session = session_to(&server, None).await;
@@ -241,11 +241,24 @@ async fn an_identity_insert_counts_the_insert_only() {
             .unwrap(),
         1
     );
-    assert!(
-        load.insert
-            .starts_with("SET IDENTITY_INSERT [dbo].[dst] ON; ")
+    let requests = server.requests();
+    let on = Request::Batch("SET IDENTITY_INSERT [dbo].[dst] ON".into());
+    let from = requests
+        .iter()
+        .position(|r| *r == on)
+        .expect("IDENTITY_INSERT ON");
+    assert_eq!(
+        requests[from + 1],
+        Request::Rpc {
+            sql: load.insert.clone(),
+            params: vec![]
+        }
     );
-    assert!(commits(&server.requests()));
+    assert_eq!(
+        requests[from + 2],
+        Request::Batch("SET IDENTITY_INSERT [dbo].[dst] OFF".into())
+    );
+    assert!(commits(&requests));
 }
 
 #[tokio::test]

@@ -695,7 +695,19 @@ impl MsSession {
         }
         self.batch(&load.create_stage, self.timeout).await?;
         let loaded = self.bulk_load(load.stage, rows).await?;
-        let inserted: u64 = self.exec(&load.insert, &[]).await?.iter().sum();
+        if let Some((on, _)) = &load.identity_insert {
+            self.batch(on, self.timeout).await?;
+        }
+        // The INSERT's own count comes last: its triggers' come before.
+        let inserted = self
+            .exec(&load.insert, &[])
+            .await?
+            .last()
+            .copied()
+            .unwrap_or(0);
+        if let Some((_, off)) = &load.identity_insert {
+            self.batch(off, self.timeout).await?;
+        }
         if loaded != rows.len() as u64 || inserted != loaded {
             return Err(Error::fatal(format!(
                 "the target took {loaded} of {} rows by bulk load and inserted {inserted} of                  them; nothing was committed. Add bulk_load=false to the target URL to copy                  with INSERT instead, and report this",

@@ -30,10 +30,15 @@ pub struct StagedInsert {
     pub stage: &'static str,
     /// Its columns: the values in each row loaded.
     pub columns: usize,
+    /// Where an identity column is written: batches that set
+    /// `IDENTITY_INSERT` on for the target before the INSERT, and off
+    /// after it. They are batches of their own (the setting lasts for the
+    /// session; a failed chunk closes its connection), so that the
+    /// INSERT's call reports the INSERT's row count last, after any its
+    /// triggers report.
+    pub identity_insert: Option<(String, String)>,
     /// `INSERT INTO target (...) SELECT <converted stage columns> FROM
-    /// stage`, wrapped in `SET IDENTITY_INSERT` where an identity column
-    /// is written (sent with `sp_executesql`, so the setting ends with
-    /// the call). Its row count is the INSERT's (the SETs count none).
+    /// stage`.
     pub insert: String,
     /// A batch that drops the stage.
     pub drop_stage: String,
@@ -65,20 +70,19 @@ impl SqlServer {
             .map(|(i, c)| self.assigned(&stage_column(i), c, neutral))
             .collect::<Vec<_>>()
             .join(", ");
-        let insert = format!("INSERT INTO {target} ({names}) SELECT {values} FROM {STAGE}");
         StagedInsert {
             create_stage: format!(
                 "DROP TABLE IF EXISTS {STAGE}; CREATE TABLE {STAGE} ({stage_columns})"
             ),
             stage: STAGE,
             columns: columns.len(),
-            insert: if identity {
-                format!(
-                    "SET IDENTITY_INSERT {target} ON; {insert}; SET IDENTITY_INSERT {target} OFF"
+            identity_insert: identity.then(|| {
+                (
+                    format!("SET IDENTITY_INSERT {target} ON"),
+                    format!("SET IDENTITY_INSERT {target} OFF"),
                 )
-            } else {
-                insert
-            },
+            }),
+            insert: format!("INSERT INTO {target} ({names}) SELECT {values} FROM {STAGE}"),
             drop_stage: format!("DROP TABLE {STAGE}"),
         }
     }
@@ -173,13 +177,24 @@ mod tests {
     }
 
     #[test]
-    fn an_identity_column_is_written_with_identity_insert_for_the_call() {
+    fn an_identity_column_is_written_with_identity_insert_around_the_insert() {
         let load = SqlServer.staged_insert("[dbo].[t]", &[column("id", "int")], false, true);
         assert_eq!(
-            load.insert,
-            "SET IDENTITY_INSERT [dbo].[t] ON; INSERT INTO [dbo].[t] ([id]) SELECT [c1] FROM \
-             #rowferry_stage; SET IDENTITY_INSERT [dbo].[t] OFF"
+            load.identity_insert,
+            Some((
+                "SET IDENTITY_INSERT [dbo].[t] ON".to_string(),
+                "SET IDENTITY_INSERT [dbo].[t] OFF".to_string()
+            ))
         );
-        assert_parses(&load.insert);
+        assert_eq!(
+            load.insert,
+            "INSERT INTO [dbo].[t] ([id]) SELECT [c1] FROM #rowferry_stage"
+        );
+        let (on, off) = load.identity_insert.unwrap();
+        for sql in [on, load.insert, off] {
+            assert_parses(&sql);
+        }
+        let plain = SqlServer.staged_insert("[dbo].[t]", &[column("v", "int")], false, false);
+        assert_eq!(plain.identity_insert, None);
     }
 }
