@@ -117,6 +117,29 @@ pub trait Dialect: Send + Sync {
         }
     }
 
+    /// The characters of `expr`'s value as a `varchar(n)` column (SQL
+    /// Server: `nvarchar(n)`) counts them against `n`, whatever the
+    /// expression's type: with its trailing spaces, or without them
+    /// (`trimmed`). For `length_guard_sql`.
+    fn char_count_sql(&self, expr: &str, trimmed: bool) -> String {
+        if trimmed {
+            self.length_sql(
+                &format!("RTRIM({})", self.text(expr)),
+                types::LengthUnit::Chars,
+            )
+        } else {
+            self.length_sql(expr, types::LengthUnit::Chars)
+        }
+    }
+
+    /// An integer expression that fails the statement when evaluated, the
+    /// server's error quoting the concatenation of `parts` (SQL text
+    /// expressions): a cast to a number of a text that is none. Only
+    /// ever in a CASE branch taken where the statement must fail.
+    fn failing_int_sql(&self, parts: &[String]) -> String {
+        format!("CAST(CONCAT({}) AS INTEGER)", parts.join(", "))
+    }
+
     /// `expr` converted to a temporal column type as an INSERT would, NULL
     /// where that type cannot hold it; None where there is no such cast.
     fn temporal_cast_sql(&self, _expr: &str, _data_type: &str) -> Option<String> {
@@ -416,6 +439,39 @@ pub fn target_lookup_hinted(copy: &CopyStatement, hint: &str) -> String {
     format!(
         "SELECT 1 FROM {} rowferry_dst{hint} WHERE {on}",
         copy.target
+    )
+}
+
+/// A failed `length_guard_sql` makes the server's error quote a text that
+/// starts with this, followed by `guard:characters:characters without
+/// trailing spaces:the row's key as a JSON array of texts` (the key may
+/// be cut short: MySQL quotes at most 128 characters).
+pub const TOO_LONG: &str = "rowferry_too_long:";
+
+/// `expr`, the value an `INSERT ... SELECT` writes into a column that
+/// holds at most `max` characters, unchanged where it fits; where it is
+/// longer the statement fails (its error quoting `TOO_LONG`, `guard`, the
+/// value's lengths and the row's `key`), so the transaction rolls back.
+/// A server assigning a longer value whose excess is all spaces would
+/// otherwise cut them without an error (the SQL standard), and refuses
+/// any other longer value itself. The type of the result is `expr`'s
+/// (the other branch is a NULL); `expr` is evaluated twice (its length,
+/// then its value), as written (the SQL of the copy's own columns and
+/// `--map` expressions). The cast that fails depends on the row, so no
+/// server folds it while planning.
+pub fn length_guard_sql(d: &dyn Dialect, expr: &str, max: u64, guard: usize, key: &Key) -> String {
+    let count = d.char_count_sql(expr, false);
+    let key_texts: Vec<String> = key.columns.iter().map(|c| d.key_text(c)).collect();
+    let fail = d.failing_int_sql(&[
+        format!("'{TOO_LONG}{guard}:'"),
+        count.clone(),
+        "':'".into(),
+        d.char_count_sql(expr, true),
+        "':'".into(),
+        d.json_text_array(&key_texts),
+    ]);
+    format!(
+        "CASE WHEN (CASE WHEN {count} > {max} THEN {fail} ELSE 0 END) <> 0 THEN NULL ELSE {expr} END"
     )
 }
 

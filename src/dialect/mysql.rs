@@ -153,6 +153,23 @@ impl Dialect for Mysql {
         }
     }
 
+    fn char_count_sql(&self, expr: &str, trimmed: bool) -> String {
+        // Any type converts to text implicitly; no CAST (binary strings
+        // would warn, and strict mode turns that into another error).
+        if trimmed {
+            format!("CHAR_LENGTH(RTRIM({expr}))")
+        } else {
+            format!("CHAR_LENGTH({expr})")
+        }
+    }
+
+    fn failing_int_sql(&self, parts: &[String]) -> String {
+        // A text that is no number only warns ("Truncated incorrect
+        // INTEGER value"); the strict sql_mode of every rowferry session
+        // makes that an error in an INSERT (MySQL 5.7+, MariaDB).
+        format!("CAST(CONCAT({}) AS SIGNED)", parts.join(", "))
+    }
+
     fn temporal_cast_sql(&self, expr: &str, data_type: &str) -> Option<String> {
         let TypeShape::Temporal { kind, fraction } = self.type_shape(data_type) else {
             return None;
@@ -667,7 +684,8 @@ mod tests {
     use super::*;
     use crate::dialect::test_support::key;
     use crate::dialect::{
-        Presence, RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql,
+        Presence, RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, length_guard_sql,
+        max_key_sql,
     };
 
     #[test]
@@ -846,6 +864,28 @@ mod tests {
         assert_eq!(
             copy_chunk_sql(&Mysql, &copy, &k, true, Presence::MaySkip),
             "INSERT INTO `d`.`dst` (`id`, `v`) SELECT `id`, UPPER(v) FROM `d`.`src` WHERE (`id` > CAST(:p1 AS SIGNED) AND `id` <= CAST(:p2 AS SIGNED)) AND (v <> '') AND NOT EXISTS (SELECT 1 FROM `d`.`dst` rowferry_dst WHERE rowferry_dst.`id` = `d`.`src`.`id`) LOCK IN SHARE MODE"
+        );
+    }
+
+    #[test]
+    fn a_length_guard_fails_the_chunk_on_a_longer_value() {
+        let k = key(&[("id", "bigint(20)")]);
+        assert_eq!(
+            length_guard_sql(&Mysql, "`v`", 5, 0, &k),
+            "CASE WHEN (CASE WHEN CHAR_LENGTH(`v`) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', CHAR_LENGTH(`v`), ':', CHAR_LENGTH(RTRIM(`v`)), ':', CAST(JSON_ARRAY(CAST(`id` AS CHAR)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE `v` END"
+        );
+        // Keys as the planner reads them back (binary as hex).
+        let k = key(&[("tenant", "int(11)"), ("h", "varbinary(16)")]);
+        let guard = length_guard_sql(&Mysql, "UPPER(v)", 20, 2, &k);
+        assert!(
+            guard.contains(
+                "'rowferry_too_long:2:', CHAR_LENGTH(UPPER(v)), ':', CHAR_LENGTH(RTRIM(UPPER(v))), ':', CAST(JSON_ARRAY(CAST(`tenant` AS CHAR), HEX(`h`)) AS CHAR)"
+            ),
+            "{guard}"
+        );
+        assert!(
+            guard.starts_with("CASE WHEN (CASE WHEN CHAR_LENGTH(UPPER(v)) > 20 THEN"),
+            "{guard}"
         );
     }
 }

@@ -151,6 +151,16 @@ impl Dialect for Postgres {
         }
     }
 
+    fn char_count_sql(&self, expr: &str, trimmed: bool) -> String {
+        // A varchar(n) column takes any type's text (json, a number, a
+        // character(n) value without its padding): count that.
+        if trimmed {
+            format!("char_length(rtrim(CAST({expr} AS text)))")
+        } else {
+            format!("char_length(CAST({expr} AS text))")
+        }
+    }
+
     fn temporal_cast_sql(&self, expr: &str, data_type: &str) -> Option<String> {
         // The catalog's own spelling is a valid type name.
         Some(format!("CAST({expr} AS {data_type})"))
@@ -575,7 +585,8 @@ mod tests {
     use super::*;
     use crate::dialect::test_support::key;
     use crate::dialect::{
-        Presence, RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql,
+        Presence, RangeShape, boundary_probe_sql, copy_chunk_sql, key_range, length_guard_sql,
+        max_key_sql,
     };
 
     #[test]
@@ -687,6 +698,47 @@ mod tests {
         assert_eq!(
             copy_chunk_sql(&Postgres, &c, &k, false, Presence::MaySkip),
             r#"INSERT INTO "s"."dst" ("id", "full name") OVERRIDING SYSTEM VALUE SELECT "id", first || ' ' || last FROM "s"."src" WHERE ("id" <= $1::text::bigint) AND (status = 'open' OR id < 5) AND NOT EXISTS (SELECT 1 FROM "s"."dst" rowferry_dst WHERE rowferry_dst."id" = "s"."src"."id" OFFSET 0) FOR SHARE ON CONFLICT ("id") DO NOTHING"#
+        );
+    }
+
+    #[test]
+    fn a_length_guard_fails_the_chunk_on_a_longer_value_of_any_type() {
+        let k = key(&[("id", "bigint")]);
+        let guard = length_guard_sql(&Postgres, "lower(v)", 5, 0, &k);
+        assert_eq!(
+            guard,
+            r#"CASE WHEN (CASE WHEN char_length(CAST(lower(v) AS text)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', char_length(CAST(lower(v) AS text)), ':', char_length(rtrim(CAST(lower(v) AS text))), ':', json_build_array("id"::text)::text) AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE lower(v) END"#
+        );
+        // The whole key, in its order; the guard's number.
+        let k = key(&[("tenant", "integer"), ("name", "text")]);
+        let guard = length_guard_sql(&Postgres, r#""v""#, 255, 3, &k);
+        assert!(
+            guard.contains(
+                r#"'rowferry_too_long:3:', char_length(CAST("v" AS text)), ':', char_length(rtrim(CAST("v" AS text))), ':', json_build_array("tenant"::text, "name"::text)::text"#
+            ),
+            "{guard}"
+        );
+        assert!(
+            guard.starts_with(r#"CASE WHEN (CASE WHEN char_length(CAST("v" AS text)) > 255 THEN"#),
+            "{guard}"
+        );
+        let mut c = copy();
+        c.source_exprs[1] = length_guard_sql(
+            &Postgres,
+            &c.source_exprs[1],
+            5,
+            0,
+            &key(&[("id", "bigint")]),
+        );
+        assert_eq!(
+            copy_chunk_sql(
+                &Postgres,
+                &c,
+                &key(&[("id", "bigint")]),
+                false,
+                Presence::Absent
+            ),
+            r#"INSERT INTO "s"."dst" ("id", "full name") SELECT "id", CASE WHEN (CASE WHEN char_length(CAST(first || ' ' || last AS text)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', char_length(CAST(first || ' ' || last AS text)), ':', char_length(rtrim(CAST(first || ' ' || last AS text))), ':', json_build_array("id"::text)::text) AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE first || ' ' || last END FROM "s"."src" WHERE ("id" <= $1::text::bigint)"#
         );
     }
 }

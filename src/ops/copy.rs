@@ -7,12 +7,16 @@ use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::{self, Database, Session, SessionSettings};
 use crate::dialect::sync::SyncTriggers;
-use crate::dialect::{CopyStatement, Dialect, Presence, copy_chunk_sql};
+use crate::dialect::types::{LengthUnit, TypeShape};
+use crate::dialect::wire::Kind;
+use crate::dialect::{
+    CopyStatement, Dialect, Presence, TOO_LONG, copy_chunk_sql, length_guard_sql,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::planner::KeysetPlanner;
 use crate::pool::{ChunkWork, describe_chunk};
 use crate::spec::{ColumnMap, CopySpec, JobIdentity, RunOptions};
-use crate::table::{Key, TableInfo};
+use crate::table::{Column, Key, TableInfo};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,7 +122,8 @@ pub struct CopyPlan {
     /// (target column, source expression) in insert order.
     pub columns: Vec<(String, String)>,
     pub unwritten_source_columns: Vec<String>,
-    /// The chunk statement's shape (what sync triggers mirror too).
+    /// The chunk statement's shape (what sync triggers mirror too),
+    /// without the chunk statement's length guards (`length_guards`).
     pub statement: CopyStatement,
     /// The dual-write triggers for this copy, and what of them is installed.
     pub sync: SyncTriggers,
@@ -211,8 +216,12 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
             .iter()
             .zip(&key.columns)
             .all(|(t, s)| target.column(t).is_some_and(|t| t.data_type == s.data_type));
-    let fast = copy_sql(d, &copy, &key, Presence::Absent);
-    let skipping = copy_sql(d, &copy, &key, Presence::MaySkip);
+    // Only the chunks guard lengths: a trigger's write that failed would
+    // fail the application's own.
+    let guards = length_guards(d, &source, &target, &resolved.columns);
+    let guarded = guard_lengths(d, &copy, &guards, &key);
+    let fast = copy_sql(d, &guarded, &key, Presence::Absent);
+    let skipping = copy_sql(d, &guarded, &key, Presence::MaySkip);
     check_statement(session.as_mut(), &skipping.rest, spec).await?;
 
     let identity = JobIdentity {
@@ -233,6 +242,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         target: target.display_name(),
         key: key.names(),
         key_indexes: resolved.key_indexes.clone(),
+        guards,
     });
     Ok(CopyPlan {
         job: PreparedJob {
@@ -322,6 +332,142 @@ pub async fn preflight(plan: &CopyPlan, spec: &CopySpec, opts: &RunOptions) -> R
         spec.where_sql.as_deref(),
     )
     .await
+}
+
+/// A written column whose values each chunk statement checks for length
+/// (see `length_limit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LengthGuard {
+    /// Position among the written columns.
+    at: usize,
+    column: String,
+    data_type: String,
+    max: u64,
+    /// What the advice's `--map COL=rtrim(...)` takes: the source
+    /// column's name, or the `--map` expression.
+    value: String,
+}
+
+/// The limit in characters that each chunk statement checks the values
+/// written into `target` against, where the server would not refuse every
+/// longer value itself: a `varchar(n)` (SQL Server: `nvarchar(n)`)
+/// limited in characters. PostgreSQL and MySQL/MariaDB assign a longer
+/// value whose excess is all spaces by cutting the spaces, without an
+/// error (the SQL standard), so an `INSERT ... SELECT` would change the
+/// value. The rules of the copy to another server (`transfer::char_limit`),
+/// where the server checks instead of rowferry. Not checked:
+/// - a blank-padded `char(n)`: its trailing spaces are no part of its
+///   value;
+/// - a target limited in bytes (MySQL's TEXT types, SQL Server's
+///   varchar(n)): the server refuses a longer value itself;
+/// - `from`, the source column the expression names, of a kind whose
+///   text has no trailing spaces (numbers, dates), or of a declared
+///   length no longer than the target's (in characters, or in bytes,
+///   which are never fewer): every value fits.
+///
+/// A `--map` expression (`from` None) is checked whatever it computes.
+pub(crate) fn length_limit(d: &dyn Dialect, from: Option<&Column>, target: &Column) -> Option<u64> {
+    let TypeShape::Text {
+        max,
+        unit: LengthUnit::Chars,
+    } = d.type_shape(&target.data_type)
+    else {
+        return None;
+    };
+    if d.pads_blanks(&target.data_type) {
+        return None;
+    }
+    if let Some(s) = from {
+        if !matches!(d.wire().kind(s), Kind::Text | Kind::Json | Kind::Other) {
+            return None;
+        }
+        if matches!(d.type_shape(&s.data_type), TypeShape::Text { max: m, .. } if m <= max) {
+            return None;
+        }
+    }
+    Some(max)
+}
+
+/// The written columns (`columns`: target column, source expression)
+/// whose values each chunk statement checks for length.
+fn length_guards(
+    d: &dyn Dialect,
+    source: &TableInfo,
+    target: &TableInfo,
+    columns: &[(String, String)],
+) -> Vec<LengthGuard> {
+    columns
+        .iter()
+        .enumerate()
+        .filter_map(|(at, (name, expr))| {
+            let column = target.column(name)?;
+            let from = source
+                .columns
+                .iter()
+                .find(|s| names_column(d, expr, &s.name));
+            length_limit(d, from, column).map(|max| LengthGuard {
+                at,
+                column: column.name.clone(),
+                data_type: column.data_type.clone(),
+                max,
+                value: from.map_or_else(|| expr.clone(), |s| s.name.clone()),
+            })
+        })
+        .collect()
+}
+
+/// `copy` with each guarded column's expression wrapped in its length
+/// guard (`dialect::length_guard_sql`), the guard's number its position
+/// in `guards`.
+fn guard_lengths(
+    d: &dyn Dialect,
+    copy: &CopyStatement,
+    guards: &[LengthGuard],
+    key: &Key,
+) -> CopyStatement {
+    let mut guarded = copy.clone();
+    for (n, g) in guards.iter().enumerate() {
+        if let Some(expr) = guarded.source_exprs.get_mut(g.at) {
+            *expr = length_guard_sql(d, expr, g.max, n, key);
+        }
+    }
+    guarded
+}
+
+/// What the error of a failed length guard says (`dialect::TOO_LONG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TooLong {
+    guard: usize,
+    chars: u64,
+    /// Characters without the trailing spaces.
+    trimmed: u64,
+    /// The row's key, where the server quoted all of it.
+    key: Option<Vec<String>>,
+}
+
+fn too_long(message: &str) -> Option<TooLong> {
+    let (_, rest) = message.split_once(TOO_LONG)?;
+    let mut parts = rest.splitn(4, ':');
+    let guard = parts.next()?.parse().ok()?;
+    let chars = parts.next()?.parse().ok()?;
+    let trimmed = parts.next()?.parse().ok()?;
+    // The JSON array, then whatever the server's message goes on with.
+    let key = parts.next().and_then(|json| {
+        serde_json::Deserializer::from_str(json)
+            .into_iter::<Vec<Option<String>>>()
+            .next()?
+            .ok()
+    });
+    Some(TooLong {
+        guard,
+        chars,
+        trimmed,
+        key: key.map(|k| {
+            k.into_iter()
+                .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                .collect()
+        }),
+    })
 }
 
 /// Let the server parse and plan the chunk statement: a bad `--where`,
@@ -483,6 +629,9 @@ struct CopyWork {
     key: Vec<String>,
     /// The target's unique indexes on the key.
     key_indexes: Vec<String>,
+    /// The columns whose values the chunk statement checks for length,
+    /// by the guard's number.
+    guards: Vec<LengthGuard>,
 }
 
 impl CopyWork {
@@ -497,6 +646,53 @@ impl CopyWork {
                         .is_some_and(|t| t.ends_with('.'))
             })
         })
+    }
+
+    /// The failure of a chunk whose length guard found a value longer
+    /// than its column holds, told like the copy to another server tells
+    /// it; None for any other error.
+    fn too_long(&self, chunk: &Chunk, error: &Error) -> Option<Error> {
+        let found = too_long(&error.message)?;
+        let guard = self.guards.get(found.guard)?;
+        let row = match &found.key {
+            Some(values) if values.len() == 1 && self.key.len() == 1 => {
+                format!("the row with key {} = {}", self.key[0], values[0])
+            }
+            Some(values) => format!(
+                "the row with key ({}) = ({})",
+                self.key.join(", "),
+                values.join(", ")
+            ),
+            None => "a row".into(),
+        };
+        let head = format!(
+            "{}: {} column {} ({}) holds at most {} characters, but the value of {row} is {} \
+             characters long",
+            describe_chunk(chunk),
+            self.target,
+            guard.column,
+            guard.data_type,
+            guard.max,
+            found.chars
+        );
+        Some(Error::fatal(if found.trimmed <= guard.max {
+            format!(
+                "{head}, its last {} trailing spaces, which the server would cut without an \
+                 error (rowferry copies every value exactly): nothing of this chunk was \
+                 written. Widen the column, or --map {}=rtrim({}) if its trailing spaces do not \
+                 matter, then rerun the same command to resume",
+                found.chars.saturating_sub(guard.max),
+                guard.column,
+                guard.value
+            )
+        } else {
+            format!(
+                "{head} ({} without trailing spaces): nothing of this chunk was written. Widen \
+                 the column, or --map {}=<expression> with values that fit, then rerun the same \
+                 command to resume",
+                found.trimmed, guard.column
+            )
+        }))
     }
 }
 
@@ -526,6 +722,9 @@ impl ChunkWork for CopyWork {
     }
 
     fn explain(&self, chunk: &Chunk, error: Error) -> Error {
+        if let Some(refusal) = self.too_long(chunk, &error) {
+            return refusal;
+        }
         if self.is_key_conflict(&error) {
             // Retried and still conflicting: not a race with a writer.
             return Error::fatal(format!(
@@ -649,5 +848,229 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.message.contains("not copied"), "{e}");
+    }
+
+    #[test]
+    fn lengths_are_guarded_where_a_server_would_cut_trailing_spaces() {
+        use crate::dialect::mysql::Mysql;
+        use crate::dialect::sqlserver::SqlServer;
+        let limit = |d: &dyn Dialect, source: Option<&str>, target: &str| {
+            let from = source.map(|t| column("v", t));
+            length_limit(d, from.as_ref(), &column("v", target))
+        };
+        let pg = &Postgres;
+        assert_eq!(limit(pg, Some("text"), "character varying(5)"), Some(5));
+        assert_eq!(
+            limit(pg, Some("character varying"), "character varying(5)"),
+            Some(5)
+        );
+        assert_eq!(
+            limit(pg, Some("character varying(9)"), "character varying(5)"),
+            Some(5)
+        );
+        assert_eq!(limit(pg, Some("json"), "character varying(5)"), Some(5));
+        // A --map expression: any length, any type.
+        assert_eq!(limit(pg, None, "character varying(5)"), Some(5));
+        // Its declared length bounds every value.
+        assert_eq!(
+            limit(pg, Some("character varying(5)"), "character varying(5)"),
+            None
+        );
+        assert_eq!(
+            limit(pg, Some("character(3)"), "character varying(5)"),
+            None
+        );
+        // Text without trailing spaces; a blank-padded or unbounded target.
+        assert_eq!(limit(pg, Some("bigint"), "character varying(5)"), None);
+        assert_eq!(limit(pg, Some("date"), "character varying(5)"), None);
+        assert_eq!(limit(pg, Some("text"), "character(5)"), None);
+        assert_eq!(limit(pg, None, "character(5)"), None);
+        assert_eq!(limit(pg, None, "text"), None);
+        assert_eq!(limit(pg, None, "bigint"), None);
+        let my = &Mysql;
+        assert_eq!(limit(my, Some("longtext"), "varchar(5)"), Some(5));
+        assert_eq!(limit(my, None, "varchar(5)"), Some(5));
+        assert_eq!(limit(my, Some("tinytext"), "varchar(255)"), None);
+        assert_eq!(limit(my, Some("varchar(3)"), "varchar(5)"), None);
+        assert_eq!(limit(my, Some("int(11)"), "varchar(5)"), None);
+        assert_eq!(limit(my, Some("longtext"), "char(5)"), None);
+        // Limited in bytes: the server refuses longer values itself.
+        assert_eq!(limit(my, None, "text"), None);
+        let ms = &SqlServer;
+        assert_eq!(limit(ms, Some("nvarchar(max)"), "nvarchar(5)"), Some(5));
+        assert_eq!(limit(ms, Some("varchar(10)"), "nvarchar(5)"), Some(5));
+        assert_eq!(limit(ms, Some("varchar(5)"), "nvarchar(5)"), None);
+        assert_eq!(limit(ms, None, "varchar(5)"), None);
+        assert_eq!(limit(ms, None, "nchar(5)"), None);
+    }
+
+    #[test]
+    fn only_guarded_columns_change_in_the_chunk_statement() {
+        let mut src = table("a", &["id", "v", "w", "n"]);
+        src.columns[1].data_type = "text".into();
+        src.columns[2].data_type = "character varying(3)".into();
+        let mut dst = table("b", &["id", "v", "w", "n", "m"]);
+        for c in &mut dst.columns[1..] {
+            c.data_type = "character varying(5)".into();
+        }
+        let key = Key::resolve(&src, None).unwrap();
+        let maps = vec![ColumnMap {
+            column: "m".into(),
+            expr: "upper(v)".into(),
+        }];
+        let r = resolve_columns(&Postgres, &src, &dst, &maps, &key).unwrap();
+        let guards = length_guards(&Postgres, &src, &dst, &r.columns);
+        assert_eq!(
+            guards
+                .iter()
+                .map(|g| (g.at, g.column.as_str(), g.max, g.value.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(1, "v", 5, "v"), (4, "m", 5, "upper(v)")]
+        );
+        let copy = CopyStatement {
+            source: "s.a".into(),
+            target: "s.b".into(),
+            target_columns: r
+                .columns
+                .iter()
+                .map(|(t, _)| Postgres.quote_ident(t))
+                .collect(),
+            source_exprs: r.columns.iter().map(|(_, e)| e.clone()).collect(),
+            key_match: vec![(r#""id""#.into(), r#""id""#.into())],
+            where_sql: None,
+            overriding_identity: false,
+            lock_source_rows: false,
+            skip_key_conflicts: false,
+        };
+        let guarded = guard_lengths(&Postgres, &copy, &guards, &key);
+        assert_eq!(guarded.source_exprs[0], r#""id""#);
+        assert_eq!(guarded.source_exprs[2], r#""w""#);
+        assert_eq!(guarded.source_exprs[3], r#""n""#);
+        assert!(
+            guarded.source_exprs[1].contains("'rowferry_too_long:0:'")
+                && guarded.source_exprs[1].ends_with(r#"ELSE "v" END"#),
+            "{}",
+            guarded.source_exprs[1]
+        );
+        assert!(
+            guarded.source_exprs[4].contains("'rowferry_too_long:1:'")
+                && guarded.source_exprs[4].ends_with("ELSE upper(v) END"),
+            "{}",
+            guarded.source_exprs[4]
+        );
+        // What the sync triggers mirror stays as written.
+        assert_eq!(copy.source_exprs[4], "upper(v)");
+    }
+
+    #[test]
+    fn a_failed_guard_is_read_from_each_server_s_error() {
+        let pg = r#"invalid input syntax for type integer: "rowferry_too_long:0:10:3:["6"]" (SQLSTATE 22P02)"#;
+        assert_eq!(
+            too_long(pg),
+            Some(TooLong {
+                guard: 0,
+                chars: 10,
+                trimmed: 3,
+                key: Some(vec!["6".into()])
+            })
+        );
+        let my = r#"Truncated incorrect INTEGER value: 'rowferry_too_long:2:8:8:["a:\"b'","7"]'"#;
+        assert_eq!(
+            too_long(my).and_then(|t| t.key),
+            Some(vec![r#"a:"b'"#.into(), "7".into()])
+        );
+        // MySQL quotes 128 characters at most: the key may be cut.
+        let cut = "Truncated incorrect INTEGER value: 'rowferry_too_long:1:300:12:[\"zzzzzz...'";
+        assert_eq!(
+            too_long(cut),
+            Some(TooLong {
+                guard: 1,
+                chars: 300,
+                trimmed: 12,
+                key: None
+            })
+        );
+        let ms = "Conversion failed when converting the nvarchar value 'rowferry_too_long:0:6:5:[\"1\",\"x\"]' to data type int.";
+        assert_eq!(too_long(ms).map(|t| t.chars), Some(6));
+        assert_eq!(
+            too_long("value too long for type character varying(5)"),
+            None
+        );
+        assert_eq!(too_long("rowferry_too_long:x:1:1:[]"), None);
+    }
+
+    #[test]
+    fn a_failed_guard_names_the_column_the_row_and_the_way_out() {
+        let sql = ChunkSql {
+            first: String::new(),
+            rest: String::new(),
+        };
+        let work = CopyWork {
+            fast: sql.clone(),
+            skipping: sql,
+            target_has_rows: AtomicBool::new(false),
+            target: "s.dst".into(),
+            key: vec!["id".into()],
+            key_indexes: vec!["dst_pkey".into()],
+            guards: vec![LengthGuard {
+                at: 1,
+                column: "v".into(),
+                data_type: "character varying(5)".into(),
+                max: 5,
+                value: "lower(v)".into(),
+            }],
+        };
+        let chunk = Chunk {
+            seq: 3,
+            lo: Some(vec!["4".into()]),
+            hi: vec!["6".into()],
+            planned_rows: 2,
+        };
+        let server = |m: &str| {
+            let mut e = Error::fatal(m);
+            e.code = Some("22P02".into());
+            e
+        };
+        let e = work.explain(
+            &chunk,
+            server(r#"invalid input syntax for type integer: "rowferry_too_long:0:10:3:["6"]""#),
+        );
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            e.message,
+            "chunk (4, 6]: s.dst column v (character varying(5)) holds at most 5 characters, but \
+             the value of the row with key id = 6 is 10 characters long, its last 5 trailing \
+             spaces, which the server would cut without an error (rowferry copies every value \
+             exactly): nothing of this chunk was written. Widen the column, or --map \
+             v=rtrim(lower(v)) if its trailing spaces do not matter, then rerun the same command \
+             to resume"
+        );
+        // Other characters past the limit, and a key the server cut.
+        let e = work.explain(
+            &chunk,
+            server("Truncated incorrect INTEGER value: 'rowferry_too_long:0:8:8:[\"zz...'"),
+        );
+        assert!(
+            e.message.contains(
+                "the value of a row is 8 characters long (8 without trailing spaces): nothing \
+                 of this chunk was written. Widen the column, or --map v=<expression>"
+            ),
+            "{e}"
+        );
+        // A guard this job does not have, or any other error: as it was.
+        let e = work.explain(&chunk, server("rowferry_too_long:4:8:8:[\"1\"]"));
+        assert!(
+            e.message
+                .starts_with("chunk (4, 6] of s.dst: rowferry_too_long"),
+            "{e}"
+        );
+        let e = work.explain(
+            &chunk,
+            server("value too long for type character varying(5)"),
+        );
+        assert_eq!(
+            e.message,
+            "chunk (4, 6] of s.dst: value too long for type character varying(5)"
+        );
     }
 }

@@ -155,10 +155,19 @@ pub async fn run(
                 ));
                 continue;
             }
-            pf.not_checked.push(format!(
-                "{}: whether the values of --map expression {expr} fit {}",
-                col.name, col.data_type
-            ));
+            pf.not_checked
+                .push(match super::copy::length_limit(d, None, col) {
+                    // Its length is what a varchar(n) limits; the chunk checks it.
+                    Some(max) => format!(
+                        "{}: the values of --map expression {expr} are not read before the copy; a \
+                     value longer than {max} characters ({}) fails its chunk, never cut",
+                        col.name, col.data_type
+                    ),
+                    None => format!(
+                        "{}: whether the values of --map expression {expr} fit {}",
+                        col.name, col.data_type
+                    ),
+                });
             continue;
         };
         match fit(d, &s.data_type, &col.data_type, expr) {

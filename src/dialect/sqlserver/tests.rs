@@ -20,8 +20,8 @@ use crate::dialect::test_support::{column, key};
 use crate::dialect::types::{Fit, fit, narrowing};
 use crate::dialect::wire::{Kind, WireSql};
 use crate::dialect::{
-    Presence, RangeShape, SwapSql, boundary_probe_sql, copy_chunk_sql, key_range, max_key_sql,
-    state_exists_sql, state_mark_sql, update_chunk_sql,
+    Presence, RangeShape, SwapSql, boundary_probe_sql, copy_chunk_sql, key_range, length_guard_sql,
+    max_key_sql, state_exists_sql, state_mark_sql, update_chunk_sql,
 };
 use crate::table::Key;
 use sqlparser::dialect::MsSqlDialect;
@@ -382,6 +382,45 @@ fn copy_chunk_with_where_identity_and_share_locks() {
     let statements = Parser::parse_sql(&MsSqlDialect {}, &identity).expect("identity batch");
     assert_eq!(statements.len(), 3, "one batch of three statements");
     assert_parses(&locked);
+}
+
+#[test]
+fn a_length_guard_fails_the_chunk_on_a_longer_value() {
+    // nvarchar(n) counts UTF-16 code units, trailing spaces included
+    // (DATALENGTH; LEN ignores them), of any type's text.
+    let guard = length_guard_sql(&D, "[v]", 5, 0, &bigint_key());
+    assert_eq!(
+        guard,
+        "CASE WHEN (CASE WHEN (DATALENGTH(CONVERT(nvarchar(max), [v])) / 2) > 5 THEN \
+         CAST(CONCAT('rowferry_too_long:0:', (DATALENGTH(CONVERT(nvarchar(max), [v])) / 2), ':', \
+         (DATALENGTH(CONVERT(nvarchar(max), RTRIM(CONVERT(nvarchar(max), [v])))) / 2), ':', \
+         N'[' + COALESCE(N'\"' + STRING_ESCAPE(CONVERT(nvarchar(64), [id]), 'json') + N'\"', \
+         N'null') + N']') AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE [v] END"
+    );
+    assert_expr_parses(&guard);
+    let composite = key(&[("tenant", "int"), ("name", "nvarchar(50)")]);
+    assert_expr_parses(&length_guard_sql(
+        &D,
+        "first + N' ' + last",
+        4000,
+        7,
+        &composite,
+    ));
+
+    let mut c = copy();
+    c.source_exprs[1] = length_guard_sql(&D, &c.source_exprs[1], 5, 0, &bigint_key());
+    c.lock_source_rows = true;
+    for presence in [Presence::Absent, Presence::MaySkip] {
+        let sql = copy_chunk_sql(&D, &c, &bigint_key(), true, presence);
+        assert!(
+            sql.starts_with(
+                "INSERT INTO [s].[dst] ([id], [full name]) SELECT [id], CASE WHEN (CASE WHEN \
+                 (DATALENGTH(CONVERT(nvarchar(max), first + N' ' + last)) / 2) > 5 THEN"
+            ),
+            "{sql}"
+        );
+        assert_parses(&sql);
+    }
 }
 
 #[test]
