@@ -705,9 +705,14 @@ async fn mssql_copy_from_postgres_by_bulk_load_is_exact_and_reruns_exactly() {
                                raw bytea, at timestamptz, flag boolean);
          INSERT INTO {s}.src
          SELECT g, CASE WHEN g % 7 = 0 THEN NULL
+                        WHEN g = 13 THEN ''
+                        WHEN g = 26 THEN repeat('y', 40000)
                         WHEN g % 11 = 0 THEN repeat('long ', 2000)
                         ELSE 'it''s ż 🐢 ' || g || E'\\t;' END,
-                g / 7.0, CASE WHEN g % 5 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END,
+                g / 7.0, CASE WHEN g % 5 = 0 THEN NULL
+                              WHEN g = 17 THEN ''::bytea
+                              WHEN g = 34 THEN decode(repeat('ab', 20000), 'hex')
+                              ELSE decode(md5(g::text), 'hex') END,
                 timestamptz '2026-01-01 00:00:00.123456+02' + g * interval '1 minute',
                 g % 2 = 0
          FROM generate_series(1, 3000) g",
@@ -735,6 +740,26 @@ async fn mssql_copy_from_postgres_by_bulk_load_is_exact_and_reruns_exactly() {
         "{}",
         stderr(&out)
     );
+    // 40,000 characters, 20,000 bytes (40,000 in hex): over what the
+    // driver's bulk load takes, so their chunk goes by INSERT.
+    assert!(
+        stderr(&out).contains("such chunks are written with INSERT"),
+        "{}",
+        stderr(&out)
+    );
+    let name_chars = "CONVERT(nvarchar(20), LEN(name + N'.') - 1)";
+    let raw_bytes = "CONVERT(nvarchar(20), DATALENGTH(raw))";
+    for (id, value, expected) in [
+        (26, name_chars, "40000"),
+        (13, name_chars, "0"),
+        (34, raw_bytes, "20000"),
+        (17, raw_bytes, "0"),
+    ] {
+        let found = db
+            .scalar(&format!("SELECT {value} FROM {{s}}.dst WHERE id = {id}"))
+            .await;
+        assert_eq!(found, expected, "{value} of row {id}");
+    }
     assert_eq!(db.count("dst").await, 3000);
     assert_eq!(
         db.scalar("SELECT CONVERT(nvarchar(20), LEN(name + N'.') - 1) FROM {s}.dst WHERE id = 11")

@@ -32,7 +32,7 @@
 
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
-use crate::db::sqlserver::BULK_LOAD_OFF;
+use crate::db::sqlserver::{BULK_LOAD_OFF_CODE, MAX_BULK_VALUE_UNITS, fits_bulk_load};
 use crate::db::{
     self, CopyData, Database, LoadOutcome, ServerWarning, Session, SessionSettings, Statement,
 };
@@ -438,13 +438,17 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<PreparedJob> 
         } else {
             ""
         };
-        match probe_bulk_load(target_db.as_ref(), &load).await {
+        match probe_bulk_load(target_db.as_ref(), &load).await? {
             Ok(()) => (
-                WritePath::Bulk(load),
+                WritePath::Bulk(BulkLoad {
+                    load,
+                    too_long: AtomicBool::new(false),
+                }),
                 format!(
                     "TDS bulk load: each chunk clears its place in the target, bulk-loads its \
                      rows as text into a temporary table and moves them into the target with \
-                     one INSERT ... SELECT that converts each value, in one transaction{crossing}"
+                     INSERT ... SELECT (4,000 rows a statement) converting each value, in one \
+                     transaction{crossing}"
                 ),
             ),
             Err(why) => (
@@ -729,32 +733,52 @@ enum WritePath {
     },
     /// Into SQL Server: SELECT the rows as text; DELETE their keys; TDS
     /// bulk load into a staging table, then INSERT ... SELECT from it.
-    Bulk(StagedInsert),
+    Bulk(BulkLoad),
 }
 
-/// Try the bulk load path with no rows (it writes nothing; the server
-/// compiles the INSERT ... SELECT with its conversions), so that chunks
-/// meet no surprise: a server, a login or a proxy that refuses bulk load
-/// shows here. Err: why chunks are written with INSERT instead.
+struct BulkLoad {
+    load: StagedInsert,
+    /// A chunk with a value too long for bulk load was written with
+    /// INSERT (said once).
+    too_long: AtomicBool,
+}
+
+/// Rehearse the bulk load path with no rows, rolled back (the server
+/// compiles the INSERT ... SELECT with its conversions; INSERT triggers
+/// on the target fire, for no rows), so that chunks meet no surprise: a
+/// server, a login or a proxy that refuses bulk load shows here. Ok(Err):
+/// why chunks are written with INSERT instead. A retryable error is
+/// tried again, then returned: a passing lock or a lost connection must
+/// not slow down the whole copy.
 async fn probe_bulk_load(
     target_db: &dyn Database,
     load: &StagedInsert,
-) -> std::result::Result<(), String> {
-    let probe = match target_db.session().await {
-        Ok(mut s) => s.transaction_with_bulk_load(&[], load, &[]).await,
-        Err(e) => Err(e),
-    };
-    probe.map(|_| ()).map_err(|e| {
-        if e.message == BULK_LOAD_OFF {
-            e.message
-        } else {
-            format!(
-                "a bulk load of no rows into the target failed: {}; add bulk_load=false to \
-                 the target URL to skip this attempt",
-                e.message
-            )
+) -> Result<std::result::Result<(), String>> {
+    let mut attempt = 1;
+    loop {
+        let probe = match target_db.session().await {
+            Ok(mut s) => s.transaction_with_bulk_load(&[], load, &[]).await,
+            Err(e) => Err(e),
+        };
+        match probe {
+            Ok(_) => return Ok(Ok(())),
+            Err(e) if e.code.as_deref() == Some(BULK_LOAD_OFF_CODE) => return Ok(Err(e.message)),
+            Err(e) if e.is_retryable() && attempt < 3 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) if e.is_retryable() => {
+                return Err(e.context("rehearsing a bulk load of no rows into the target"));
+            }
+            Err(e) => {
+                return Ok(Err(format!(
+                    "a bulk load of no rows into the target failed: {}; add bulk_load=false to \
+                     the target URL to skip this attempt",
+                    e.message
+                )));
+            }
         }
-    })
+    }
 }
 
 struct LoadData {
@@ -1652,10 +1676,19 @@ impl ChunkWork for TransferWork {
         let deletes = self
             .clearing_statements(td, target.as_mut(), chunk, &rows)
             .await?;
-        if let WritePath::Bulk(load) = &self.write {
-            return target
-                .transaction_with_bulk_load(&deletes, load, &rows)
-                .await;
+        if let WritePath::Bulk(bulk) = &self.write {
+            if fits_bulk_load(&rows) {
+                return target
+                    .transaction_with_bulk_load(&deletes, &bulk.load, &rows)
+                    .await;
+            }
+            if !bulk.too_long.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "rowferry: a chunk holds a value of more than {MAX_BULK_VALUE_UNITS} \
+                     characters, more than the driver's bulk load takes; such chunks are written \
+                     with INSERT"
+                );
+            }
         }
         if let WritePath::Rows { copy_in, forms } = &self.write {
             let data = encode_copy_text(rows, forms.clone()).await?;

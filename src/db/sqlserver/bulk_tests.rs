@@ -35,7 +35,8 @@ async fn session_to(server: &FakeServer, timeout: Option<Duration>) -> MsSession
 
 /// What a server answers: the stage's columns to the metadata query,
 /// the rows loaded to a bulk load and, unless `insert` says otherwise,
-/// as many inserted to the INSERT ... SELECT.
+/// the rows of its slice (`rf_n > @P1 AND rf_n <= @P2`) to each INSERT
+/// ... SELECT.
 fn server_rule(insert: impl Fn(u64) -> Reply + Send + Sync + 'static) -> Rule {
     let loaded = Arc::new(Mutex::new(0u64));
     Arc::new(move |request: &Request| match request {
@@ -46,7 +47,12 @@ fn server_rule(insert: impl Fn(u64) -> Reply + Send + Sync + 'static) -> Rule {
             *loaded.lock().unwrap() = rows.len() as u64;
             Reply::Done(rows.len() as u64)
         }
-        Request::Rpc { sql, .. } if sql.contains("INSERT INTO ") => insert(*loaded.lock().unwrap()),
+        Request::Rpc { sql, params } if sql.contains("INSERT INTO ") => {
+            let bound =
+                |i: usize| -> u64 { params[i].as_deref().and_then(|p| p.parse().ok()).unwrap() };
+            let loaded = *loaded.lock().unwrap();
+            insert(bound(1).min(loaded).saturating_sub(bound(0)))
+        }
         _ => Reply::Done(0),
     })
 }
@@ -140,7 +146,7 @@ async fn a_chunk_is_deleted_bulk_loaded_and_inserted_in_one_transaction() {
     assert_eq!(create, &Request::Batch(load.create_stage.clone()));
     assert_eq!(
         metadata,
-        &Request::Batch("SELECT TOP 0 * FROM #rowferry_stage".into())
+        &Request::Batch("SELECT TOP 0 [c1], [c2], [c3] FROM #rowferry_stage".into())
     );
     let Request::Batch(insert_bulk) = insert_bulk else {
         panic!("{insert_bulk:?}");
@@ -161,7 +167,7 @@ async fn a_chunk_is_deleted_bulk_loaded_and_inserted_in_one_transaction() {
         insert,
         &Request::Rpc {
             sql: load.insert.clone(),
-            params: vec![],
+            params: vec![cell("0"), cell("4000")],
         }
     );
     assert_eq!(drop, &Request::Batch("DROP TABLE #rowferry_stage".into()));
@@ -193,10 +199,25 @@ async fn thousands_of_rows_span_many_packets_and_arrive_whole() {
             rows: many,
         }]
     );
+    // Into the target 4,000 rows at a time (lock escalation).
+    let slices: Vec<&Vec<Option<String>>> = requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Rpc { sql, params } if sql.starts_with("INSERT INTO ") => Some(params),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        slices,
+        [
+            &vec![cell("0"), cell("4000")],
+            &vec![cell("4000"), cell("8000")]
+        ]
+    );
 }
 
 #[tokio::test]
-async fn no_rows_is_a_probe_that_writes_nothing() {
+async fn no_rows_is_a_rehearsal_rolled_back() {
     let server = FakeServer::start(server_rule(Reply::Done)).await;
     let mut session = session_to(&server, None).await;
     assert_eq!(
@@ -211,7 +232,16 @@ async fn no_rows_is_a_probe_that_writes_nothing() {
         columns: vec!["c1".into(), "c2".into(), "c3".into()],
         rows: vec![],
     }));
-    assert!(commits(&requests));
+    // The INSERT still runs (the server compiles its conversions).
+    assert!(requests.contains(&Request::Rpc {
+        sql: staged().insert,
+        params: vec![cell("0"), cell("4000")],
+    }));
+    assert!(!commits(&requests));
+    assert_eq!(
+        requests.last(),
+        Some(&Request::Batch("ROLLBACK TRANSACTION".into()))
+    );
 }
 
 #[tokio::test]
@@ -251,7 +281,7 @@ async fn identity_insert_is_on_around_the_insert_whose_own_count_is_last() {
         requests[from + 1],
         Request::Rpc {
             sql: load.insert.clone(),
-            params: vec![]
+            params: vec![cell("0"), cell("4000")]
         }
     );
     assert_eq!(
@@ -288,7 +318,7 @@ async fn a_server_error_rolls_back_by_closing_the_connection() {
 
 #[tokio::test]
 async fn a_count_that_is_not_the_rows_sent_commits_nothing() {
-    let server = FakeServer::start(server_rule(|n| Reply::Done(n - 1))).await;
+    let server = FakeServer::start(server_rule(|n| Reply::Done(n.saturating_sub(1)))).await;
     let mut session = session_to(&server, None).await;
     let e = session
         .transaction_with_bulk_load(&[], &staged(), &rows())
@@ -305,7 +335,7 @@ async fn a_count_that_is_not_the_rows_sent_commits_nothing() {
 }
 
 #[tokio::test]
-async fn a_silent_server_times_out_is_cancelled_and_the_connection_closed() {
+async fn a_silent_server_mid_bulk_load_times_out_and_the_connection_is_closed() {
     let rule: Rule = Arc::new(|request: &Request| match request {
         Request::Batch(sql) if sql.starts_with("SELECT TOP 0 ") => {
             Reply::Columns(vec!["c1".into(), "c2".into(), "c3".into()])
@@ -322,7 +352,9 @@ async fn a_silent_server_times_out_is_cancelled_and_the_connection_closed() {
     assert_eq!(e.code.as_deref(), Some(STATEMENT_TIMEOUT_CODE), "{e}");
     assert!(e.message.contains("INSERT BULK #rowferry_stage"), "{e}");
     let requests = server.requests();
-    assert!(requests.contains(&Request::Attention), "{requests:#?}");
+    // No Attention into a bulk stream: the connection is closed, which
+    // rolls the transaction back.
+    assert!(!requests.contains(&Request::Attention), "{requests:#?}");
     assert!(!commits(&requests));
     assert!(session.conn.is_none());
 }
@@ -337,6 +369,7 @@ async fn bulk_load_false_in_the_url_sends_nothing() {
         .await
         .unwrap_err();
     assert_eq!(e.message, BULK_LOAD_OFF);
+    assert_eq!(e.code.as_deref(), Some(BULK_LOAD_OFF_CODE));
     assert_eq!(server.requests(), []);
 }
 
@@ -350,6 +383,35 @@ async fn rows_of_another_width_send_nothing() {
         .unwrap_err();
     assert!(
         e.message.contains("a row of 1 values for a stage of 3"),
+        "{e}"
+    );
+    assert_eq!(server.requests(), []);
+}
+
+#[test]
+fn values_over_32767_utf16_units_do_not_fit_the_drivers_bulk_load() {
+    let rows = |v: String| vec![vec![cell("1"), Some(v), None]];
+    assert!(fits_bulk_load(&rows("x".repeat(32_767))));
+    assert!(!fits_bulk_load(&rows("x".repeat(32_768))));
+    // Two bytes in UTF-8, one code unit: fits.
+    assert!(fits_bulk_load(&rows("é".repeat(32_767))));
+    // Four bytes, two code units each.
+    assert!(fits_bulk_load(&rows("🐢".repeat(16_383))));
+    assert!(!fits_bulk_load(&rows("🐢".repeat(16_384))));
+    assert!(fits_bulk_load(&[]));
+}
+
+#[tokio::test]
+async fn a_value_too_long_for_bulk_load_sends_nothing() {
+    let server = FakeServer::start(server_rule(Reply::Done)).await;
+    let mut session = session_to(&server, None).await;
+    let long = vec![vec![cell("1"), Some("x".repeat(40_000)), None]];
+    let e = session
+        .transaction_with_bulk_load(&[delete()], &staged(), &long)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("more than 32767 UTF-16 code units"),
         "{e}"
     );
     assert_eq!(server.requests(), []);

@@ -64,7 +64,7 @@
 use super::{Database, Row, Session, SessionSettings, Statement};
 use crate::dialect::Dialect;
 use crate::dialect::signals::NamedRow;
-use crate::dialect::sqlserver::{SqlServer, StagedInsert};
+use crate::dialect::sqlserver::{SLICE_ROWS, SqlServer, StagedInsert};
 use crate::error::{Error, ErrorKind, Result};
 use crate::url::{DbUrl, scrub};
 use async_trait::async_trait;
@@ -587,21 +587,26 @@ impl MsSession {
                     let _ = tokio::time::timeout(HOUSEKEEPING, held.client().cancel_query()).await;
                 }
                 self.discard();
-                let limit = self.timeout.unwrap_or_default();
-                let mut e = Error::new(
-                    ErrorKind::Fatal,
-                    format!(
-                        "a statement ran longer than --statement-timeout ({}); it was cancelled \
-                         and its transaction rolled back. Raise --statement-timeout, or lower \
-                         --max-chunk-rows / --chunk-time, then rerun to resume. Statement: {}",
-                        humantime::format_duration(limit),
-                        shorten(sql)
-                    ),
-                );
-                e.code = Some(STATEMENT_TIMEOUT_CODE.into());
-                Err(e)
+                Err(self.timed_out(sql))
             }
         }
+    }
+
+    /// `sql` ran longer than `--statement-timeout`.
+    fn timed_out(&self, sql: &str) -> Error {
+        let limit = self.timeout.unwrap_or_default();
+        let mut e = Error::new(
+            ErrorKind::Fatal,
+            format!(
+                "a statement ran longer than --statement-timeout ({}); it was cancelled and its \
+                 transaction rolled back. Raise --statement-timeout, or lower --max-chunk-rows / \
+                 --chunk-time, then rerun to resume. Statement: {}",
+                humantime::format_duration(limit),
+                shorten(sql)
+            ),
+        );
+        e.code = Some(STATEMENT_TIMEOUT_CODE.into());
+        e
     }
 
     /// Run `sql` with `params` (sp_executesql); one row count per
@@ -660,29 +665,40 @@ impl MsSession {
         }
     }
 
-    /// `rows` by TDS bulk load into `stage` (created by this session's
-    /// transaction): every cell as nvarchar text, NULL as NULL. Rows the
-    /// server loaded.
-    async fn bulk_load(&mut self, stage: &str, rows: &[Row]) -> Result<u64> {
+    /// `rows` by TDS bulk load into `load`'s stage (created by this
+    /// session's transaction): every cell as nvarchar text, NULL as NULL.
+    /// Rows the server loaded. A timeout closes the connection without an
+    /// Attention: the server is reading a bulk stream that will not end,
+    /// and a closed connection rolls its transaction back at once.
+    async fn bulk_load(&mut self, load: &StagedInsert, rows: &[Row]) -> Result<u64> {
         let limit = self.timeout;
+        let columns: Vec<&str> = load.stage_columns.iter().map(String::as_str).collect();
         let outcome = {
             let conn = self.client()?;
             within(limit, async {
-                let mut load = conn.bulk_insert(stage).await?;
+                let mut bulk = conn.bulk_insert_columns(load.stage, &columns).await?;
                 for row in rows {
                     let mut token = TokenRow::with_capacity(row.len());
                     for cell in row {
                         token.push(ColumnData::String(cell.as_deref().map(Cow::Borrowed)));
                     }
-                    load.send(token).await?;
+                    bulk.send(token).await?;
                 }
-                load.finalize().await.map(|r| r.total())
+                bulk.finalize().await.map(|r| r.total())
             })
             .await
         };
-        self.settle(outcome, &format!("INSERT BULK {stage}")).await
+        let sql = format!("INSERT BULK {}", load.stage);
+        match outcome {
+            Err(TimedOut) => {
+                self.discard();
+                Err(self.timed_out(&sql))
+            }
+            done => self.settle(done, &sql).await,
+        }
     }
 
+    /// See `Session::transaction_with_bulk_load`.
     async fn bulk_transaction_inner(
         &mut self,
         before: &[Statement],
@@ -694,28 +710,45 @@ impl MsSession {
             self.exec(&s.sql, &s.params).await?;
         }
         self.batch(&load.create_stage, self.timeout).await?;
-        let loaded = self.bulk_load(load.stage, rows).await?;
+        let loaded = self.bulk_load(load, rows).await?;
         if let Some((on, _)) = &load.identity_insert {
             self.batch(on, self.timeout).await?;
         }
-        // The INSERT's own count comes last: its triggers' come before.
-        let inserted = self
-            .exec(&load.insert, &[])
-            .await?
-            .last()
-            .copied()
-            .unwrap_or(0);
+        // Slice by slice; at least one, so that even no rows compile the
+        // INSERT with its conversions.
+        let mut inserted = 0;
+        let mut from = 0;
+        loop {
+            let to = from + SLICE_ROWS;
+            // The INSERT's own count comes last: its triggers' come before.
+            let reported = self
+                .exec(&load.insert, &[from.to_string(), to.to_string()])
+                .await?;
+            inserted += reported.last().copied().unwrap_or(0);
+            if to >= loaded {
+                break;
+            }
+            from = to;
+        }
         if let Some((_, off)) = &load.identity_insert {
             self.batch(off, self.timeout).await?;
         }
         if loaded != rows.len() as u64 || inserted != loaded {
             return Err(Error::fatal(format!(
-                "the target took {loaded} of {} rows by bulk load and inserted {inserted} of                  them; nothing was committed. Add bulk_load=false to the target URL to copy                  with INSERT instead, and report this",
+                "the target took {loaded} of {} rows by bulk load and inserted {inserted} of \
+                 them; nothing was committed. Add bulk_load=false to the target URL to copy \
+                 with INSERT instead, and report this",
                 rows.len()
             )));
         }
         self.batch(&load.drop_stage, self.timeout).await?;
-        self.batch("COMMIT TRANSACTION", self.timeout).await?;
+        // No rows: a rehearsal (the copy's probe), undone.
+        let end = if rows.is_empty() {
+            "ROLLBACK TRANSACTION"
+        } else {
+            "COMMIT TRANSACTION"
+        };
+        self.batch(end, self.timeout).await?;
         Ok(inserted)
     }
 
@@ -860,13 +893,21 @@ impl Session for MsSession {
         rows: &[Row],
     ) -> Result<u64> {
         if !self.bulk_load {
-            return Err(Error::input(BULK_LOAD_OFF));
+            let mut e = Error::input(BULK_LOAD_OFF);
+            e.code = Some(BULK_LOAD_OFF_CODE.into());
+            return Err(e);
         }
-        if let Some(row) = rows.iter().find(|r| r.len() != load.columns) {
+        if let Some(row) = rows.iter().find(|r| r.len() != load.stage_columns.len()) {
             return Err(Error::fatal(format!(
                 "internal: a row of {} values for a stage of {} columns",
                 row.len(),
-                load.columns
+                load.stage_columns.len()
+            )));
+        }
+        if !fits_bulk_load(rows) {
+            return Err(Error::fatal(format!(
+                "internal: a value of more than {MAX_BULK_VALUE_UNITS} UTF-16 code units cannot \
+                 go by bulk load; such a chunk is written with INSERT"
             )));
         }
         let outcome = self.bulk_transaction_inner(before, load, rows).await;
@@ -879,8 +920,24 @@ impl Session for MsSession {
     }
 }
 
-/// Why a copy does not use bulk load: the URL said so.
+/// Why a copy does not use bulk load: the URL said so (the message of
+/// the error whose code is `BULK_LOAD_OFF_CODE`).
 pub const BULK_LOAD_OFF: &str = "bulk_load=false in the target URL";
+pub const BULK_LOAD_OFF_CODE: &str = "rowferry:bulk_load=false";
+
+/// The longest text value, in UTF-16 code units, that tiberius 0.13 bulk
+/// loads into an nvarchar(max) column: it checks every value against
+/// 65,535 bytes, max or not.
+pub const MAX_BULK_VALUE_UNITS: usize = 32_767;
+
+/// Whether every value of `rows` can go by bulk load (see
+/// `MAX_BULK_VALUE_UNITS`; a value's UTF-8 bytes are never fewer than its
+/// UTF-16 code units, so most are settled by their length).
+pub fn fits_bulk_load(rows: &[Row]) -> bool {
+    rows.iter().flatten().flatten().all(|v| {
+        v.len() <= MAX_BULK_VALUE_UNITS || v.encode_utf16().count() <= MAX_BULK_VALUE_UNITS
+    })
+}
 
 /// An error from checking a statement that writes an identity column
 /// with `SET IDENTITY_INSERT ... ON` around it, which a check does not

@@ -1,11 +1,16 @@
 //! Copies into SQL Server from another server (`copy --target
 //! sqlserver://`): each chunk's rows go by TDS bulk load (`INSERT BULK`,
 //! tiberius' `bulk_insert`) into a staging table of text columns, then
-//! into the target with ONE `INSERT ... SELECT` that converts every value
+//! into the target with `INSERT ... SELECT` that converts every value
 //! exactly as the parameterized INSERT path does (`assigned`, what
 //! `wire_in` writes). The server does every conversion, with the same
 //! rules and the same errors as that path (a value too long, a duplicate
 //! key); the client never encodes a typed TDS value.
+//!
+//! The stage numbers its rows (`rf_n`, an identity), and they move into
+//! the target `SLICE_ROWS` at a time: one statement that takes 5,000 row
+//! locks on a table or index makes SQL Server try to lock the whole
+//! table instead, which would hold the other workers' chunks up.
 //!
 //! The staging table is a local temporary table. It must be created by a
 //! batch of its own (a temporary table created inside `sp_executesql`
@@ -20,16 +25,22 @@ use crate::table::Column;
 /// The staging table's name, as `INSERT BULK` and the statements take it.
 pub const STAGE: &str = "#rowferry_stage";
 
+/// Rows per INSERT from the stage: under the 5,000 locks on one table or
+/// index at which SQL Server escalates a statement's locks.
+pub const SLICE_ROWS: u64 = 4_000;
+
 /// The statements of one chunk written by bulk load (see the module).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedInsert {
     /// A batch: drops a stage left by an earlier chunk on this session,
-    /// creates it with one `nvarchar(max) NULL` column per target column.
+    /// creates it with its row number and one `nvarchar(max) NULL` column
+    /// per target column.
     pub create_stage: String,
     /// The table `INSERT BULK` loads (`STAGE`).
     pub stage: &'static str,
-    /// Its columns: the values in each row loaded.
-    pub columns: usize,
+    /// The columns `INSERT BULK` loads (quoted), one per value of a row;
+    /// the server numbers the rows.
+    pub stage_columns: Vec<String>,
     /// Where an identity column is written: batches that set
     /// `IDENTITY_INSERT` on for the target before the INSERT, and off
     /// after it. They are batches of their own (the setting lasts for the
@@ -38,7 +49,7 @@ pub struct StagedInsert {
     /// triggers report.
     pub identity_insert: Option<(String, String)>,
     /// `INSERT INTO target (...) SELECT <converted stage columns> FROM
-    /// stage`.
+    /// stage WHERE rf_n > @P1 AND rf_n <= @P2`: the rows of one slice.
     pub insert: String,
     /// A batch that drops the stage.
     pub drop_stage: String,
@@ -54,11 +65,13 @@ impl SqlServer {
         neutral: bool,
         identity: bool,
     ) -> StagedInsert {
-        let stage_column = |i: usize| self.quote_ident(&format!("c{}", i + 1));
-        let stage_columns = (0..columns.len())
-            .map(|i| format!("{} nvarchar(max) NULL", stage_column(i)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let stage_columns: Vec<String> = (0..columns.len())
+            .map(|i| self.quote_ident(&format!("c{}", i + 1)))
+            .collect();
+        let definitions = stage_columns
+            .iter()
+            .map(|c| format!(", {c} nvarchar(max) NULL"))
+            .collect::<String>();
         let names = columns
             .iter()
             .map(|c| self.quote_ident(&c.name))
@@ -66,23 +79,29 @@ impl SqlServer {
             .join(", ");
         let values = columns
             .iter()
-            .enumerate()
-            .map(|(i, c)| self.assigned(&stage_column(i), c, neutral))
+            .zip(&stage_columns)
+            .map(|(c, staged)| self.assigned(staged, c, neutral))
             .collect::<Vec<_>>()
             .join(", ");
         StagedInsert {
             create_stage: format!(
-                "DROP TABLE IF EXISTS {STAGE}; CREATE TABLE {STAGE} ({stage_columns})"
+                "DROP TABLE IF EXISTS {STAGE}; CREATE TABLE {STAGE} ([rf_n] int IDENTITY(1, 1) \
+                 NOT NULL PRIMARY KEY{definitions})"
             ),
             stage: STAGE,
-            columns: columns.len(),
+            stage_columns,
             identity_insert: identity.then(|| {
                 (
                     format!("SET IDENTITY_INSERT {target} ON"),
                     format!("SET IDENTITY_INSERT {target} OFF"),
                 )
             }),
-            insert: format!("INSERT INTO {target} ({names}) SELECT {values} FROM {STAGE}"),
+            insert: format!(
+                "INSERT INTO {target} ({names}) SELECT {values} FROM {STAGE} WHERE [rf_n] > {} \
+                 AND [rf_n] <= {}",
+                self.placeholder(1),
+                self.placeholder(2)
+            ),
             drop_stage: format!("DROP TABLE {STAGE}"),
         }
     }
@@ -118,11 +137,16 @@ mod tests {
         let load = SqlServer.staged_insert("[s].[dst]", &columns(), true, false);
         assert_eq!(
             load.create_stage,
-            "DROP TABLE IF EXISTS #rowferry_stage; CREATE TABLE #rowferry_stage ([c1] \
-             nvarchar(max) NULL, [c2] nvarchar(max) NULL, [c3] nvarchar(max) NULL, [c4] \
-             nvarchar(max) NULL, [c5] nvarchar(max) NULL, [c6] nvarchar(max) NULL)"
+            "DROP TABLE IF EXISTS #rowferry_stage; CREATE TABLE #rowferry_stage ([rf_n] int \
+             IDENTITY(1, 1) NOT NULL PRIMARY KEY, [c1] nvarchar(max) NULL, [c2] nvarchar(max) \
+             NULL, [c3] nvarchar(max) NULL, [c4] nvarchar(max) NULL, [c5] nvarchar(max) NULL, \
+             [c6] nvarchar(max) NULL)"
         );
-        assert_eq!((load.stage, load.columns), ("#rowferry_stage", 6));
+        assert_eq!(load.stage, "#rowferry_stage");
+        assert_eq!(
+            load.stage_columns,
+            ["[c1]", "[c2]", "[c3]", "[c4]", "[c5]", "[c6]"]
+        );
         assert_eq!(load.drop_stage, "DROP TABLE #rowferry_stage");
         for sql in [&load.create_stage, &load.insert, &load.drop_stage] {
             assert_parses(sql);
@@ -142,7 +166,7 @@ mod tests {
             load.insert,
             format!(
                 "INSERT INTO [s].[dst] ([id], [na]]me], [payload], [at], [born], [flag]) SELECT \
-                 {} FROM #rowferry_stage",
+                 {} FROM #rowferry_stage WHERE [rf_n] > @P1 AND [rf_n] <= @P2",
                 values.join(", ")
             )
         );
@@ -188,7 +212,8 @@ mod tests {
         );
         assert_eq!(
             load.insert,
-            "INSERT INTO [dbo].[t] ([id]) SELECT [c1] FROM #rowferry_stage"
+            "INSERT INTO [dbo].[t] ([id]) SELECT [c1] FROM #rowferry_stage WHERE [rf_n] > @P1 \
+             AND [rf_n] <= @P2"
         );
         let (on, off) = load.identity_insert.unwrap();
         for sql in [on, load.insert, off] {

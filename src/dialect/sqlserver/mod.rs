@@ -73,7 +73,7 @@ mod tests;
 mod triggers;
 mod wire_sql;
 
-pub use bulk_sql::StagedInsert;
+pub use bulk_sql::{SLICE_ROWS, StagedInsert};
 pub use index_sql::{ONLINE_INDEX_UNAVAILABLE, online_index_unavailable};
 
 use super::sync::{SyncObject, SyncTriggers};
