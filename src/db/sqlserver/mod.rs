@@ -531,6 +531,15 @@ struct MsSession {
     bulk_load: bool,
 }
 
+/// `sql` (sp_executesql) with `params` bound as NVARCHAR @P1, @P2, ...
+fn bound<'a>(sql: &'a str, params: &'a [String]) -> Query<'a> {
+    let mut query = Query::new(sql);
+    for p in params {
+        query.bind(p.as_str());
+    }
+    query
+}
+
 /// A call that ran longer than allowed.
 struct TimedOut;
 
@@ -616,11 +625,7 @@ impl MsSession {
         let outcome = {
             let conn = self.client()?;
             within(limit, async {
-                let mut query = Query::new(sql);
-                for p in params {
-                    query.bind(p.as_str());
-                }
-                query
+                bound(sql, params)
                     .execute(conn)
                     .await
                     .map(|r| r.rows_affected().to_vec())
@@ -771,11 +776,7 @@ impl Session for MsSession {
         let outcome = {
             let conn = self.client()?;
             within(limit, async {
-                let mut query = Query::new(sql);
-                for p in params {
-                    query.bind(p.as_str());
-                }
-                query.query(conn).await?.into_results().await
+                bound(sql, params).query(conn).await?.into_results().await
             })
             .await
         };
