@@ -409,3 +409,72 @@ async fn a_copy_within_one_database_keeps_values_that_fit_exactly() {
 async fn a_copy_within_one_mariadb_database_keeps_values_that_fit_exactly() {
     values_that_fit(TestDb::mysql("ts_fits_my").await, true).await;
 }
+
+/// A guarded `--map` expression is evaluated once per row: a sequence
+/// advances once per row copied, and the value checked is the value
+/// stored.
+async fn a_volatile_map_runs_once_per_row(db: TestDb, mysql: bool) {
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(8));
+         CREATE SEQUENCE {s}.seq",
+    )
+    .await;
+    db.exec(ROWS).await;
+    let next = if mysql {
+        format!("v=CONCAT('ORD-', NEXTVAL({}))", db.q("seq"))
+    } else {
+        format!("v='ORD-' || nextval('{}')", db.q("seq"))
+    };
+    let out = run(&with(
+        db.copy_args("src", "dst"),
+        &["--progress", "none", "--chunk-rows", "2", "--map", &next],
+    ));
+    expect_exit(&out, 0);
+    assert_eq!(
+        rows_of(&db, mysql).await,
+        "1:5:[ORD-1],2:5:[ORD-2],3:5:[ORD-3],4:5:[ORD-4],5:5:[ORD-5],6:5:[ORD-6]"
+    );
+    assert_eq!(
+        db.scalar(if mysql {
+            "SELECT CAST(NEXTVAL({s}.seq) AS CHAR)"
+        } else {
+            "SELECT nextval('{s}.seq')::text"
+        })
+        .await,
+        "7",
+        "one value of the sequence per row"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_within_one_database_evaluates_a_guarded_map_once_per_row() {
+    a_volatile_map_runs_once_per_row(TestDb::new("ts_once").await, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_within_one_mariadb_database_evaluates_a_guarded_map_once_per_row() {
+    a_volatile_map_runs_once_per_row(TestDb::mysql("ts_once_my").await, true).await;
+}
+
+/// MySQL: a `--map` giving a binary string is counted in characters, as
+/// the varchar(n) it goes into counts them, not in bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_string_map_is_counted_in_characters_on_mariadb() {
+    let db = TestDb::mysql("ts_binary_my").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))",
+    )
+    .await;
+    db.exec(ROWS).await;
+    db.exec("DELETE FROM {s}.src WHERE id = 6").await;
+    let out = run(&with(
+        db.copy_args("src", "dst"),
+        &["--progress", "none", "--map", "v=CAST(v AS BINARY)"],
+    ));
+    expect_exit(&out, 0);
+    assert_eq!(rows_of(&db, true).await, FITTING);
+    db.cleanup().await;
+}

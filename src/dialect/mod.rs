@@ -132,6 +132,19 @@ pub trait Dialect: Send + Sync {
         }
     }
 
+    /// `body(first, again)` with `expr` (a `--map` expression, which may
+    /// be volatile: nextval(), random()) evaluated once per row: `first`
+    /// is its first use, where it is evaluated, `again` each later use.
+    /// By default (SQL Server) it is evaluated at each use.
+    fn evaluated_once(
+        &self,
+        expr: &str,
+        _slot: usize,
+        body: &dyn Fn(&str, &str) -> String,
+    ) -> String {
+        body(expr, expr)
+    }
+
     /// An integer expression that fails the statement when evaluated, the
     /// server's error quoting the concatenation of `parts` (SQL text
     /// expressions): a cast to a number of a text that is none. Only
@@ -454,25 +467,41 @@ pub const TOO_LONG: &str = "rowferry_too_long:";
 /// value's lengths and the row's `key`), so the transaction rolls back.
 /// A server assigning a longer value whose excess is all spaces would
 /// otherwise cut them without an error (the SQL standard), and refuses
-/// any other longer value itself. The type of the result is `expr`'s
-/// (the other branch is a NULL); `expr` is evaluated twice (its length,
-/// then its value), as written (the SQL of the copy's own columns and
-/// `--map` expressions). The cast that fails depends on the row, so no
-/// server folds it while planning.
-pub fn length_guard_sql(d: &dyn Dialect, expr: &str, max: u64, guard: usize, key: &Key) -> String {
-    let count = d.char_count_sql(expr, false);
+/// any other longer value itself. The value is `expr`'s (the other
+/// branch is a NULL), as the server types a CASE. A column (`mapped`
+/// false) is read at each use; a `--map` expression is evaluated once
+/// per row (`Dialect::evaluated_once`): a sequence must not advance
+/// twice, nor a random value be checked and another stored. The cast
+/// that fails depends on the row, so no server folds it while planning.
+pub fn length_guard_sql(
+    d: &dyn Dialect,
+    expr: &str,
+    mapped: bool,
+    max: u64,
+    guard: usize,
+    key: &Key,
+) -> String {
     let key_texts: Vec<String> = key.columns.iter().map(|c| d.key_text(c)).collect();
-    let fail = d.failing_int_sql(&[
-        format!("'{TOO_LONG}{guard}:'"),
-        count.clone(),
-        "':'".into(),
-        d.char_count_sql(expr, true),
-        "':'".into(),
-        d.json_text_array(&key_texts),
-    ]);
-    format!(
-        "CASE WHEN (CASE WHEN {count} > {max} THEN {fail} ELSE 0 END) <> 0 THEN NULL ELSE {expr} END"
-    )
+    let body = |first: &str, again: &str| {
+        let fail = d.failing_int_sql(&[
+            format!("'{TOO_LONG}{guard}:'"),
+            d.char_count_sql(again, false),
+            "':'".into(),
+            d.char_count_sql(again, true),
+            "':'".into(),
+            d.json_text_array(&key_texts),
+        ]);
+        format!(
+            "CASE WHEN (CASE WHEN {} > {max} THEN {fail} ELSE 0 END) <> 0 THEN NULL ELSE {again} \
+             END",
+            d.char_count_sql(first, false)
+        )
+    };
+    if mapped {
+        d.evaluated_once(expr, guard, &body)
+    } else {
+        body(expr, expr)
+    }
 }
 
 /// Which bounds a chunk range has. The first chunk has no lower bound.

@@ -151,6 +151,21 @@ impl Dialect for Postgres {
         }
     }
 
+    fn evaluated_once(
+        &self,
+        expr: &str,
+        _slot: usize,
+        body: &dyn Fn(&str, &str) -> String,
+    ) -> String {
+        // A subquery the planner cannot flatten (OFFSET 0) computes it
+        // once; it sees the row's columns (correlated).
+        let value = "rowferry_once.rowferry_value";
+        format!(
+            "(SELECT {} FROM (SELECT {expr} AS rowferry_value OFFSET 0) rowferry_once)",
+            body(value, value)
+        )
+    }
+
     fn char_count_sql(&self, expr: &str, trimmed: bool) -> String {
         // A varchar(n) column takes any type's text (json, a number, a
         // character(n) value without its padding): count that.
@@ -704,14 +719,18 @@ mod tests {
     #[test]
     fn a_length_guard_fails_the_chunk_on_a_longer_value_of_any_type() {
         let k = key(&[("id", "bigint")]);
-        let guard = length_guard_sql(&Postgres, "lower(v)", 5, 0, &k);
+        // A --map expression: evaluated once, in a subquery the planner
+        // keeps.
+        let guard = length_guard_sql(&Postgres, "lower(v)", true, 5, 0, &k);
         assert_eq!(
             guard,
-            r#"CASE WHEN (CASE WHEN char_length(CAST(lower(v) AS text)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', char_length(CAST(lower(v) AS text)), ':', char_length(rtrim(CAST(lower(v) AS text))), ':', json_build_array("id"::text)::text) AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE lower(v) END"#
+            r#"(SELECT CASE WHEN (CASE WHEN char_length(CAST(rowferry_once.rowferry_value AS text)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', char_length(CAST(rowferry_once.rowferry_value AS text)), ':', char_length(rtrim(CAST(rowferry_once.rowferry_value AS text))), ':', json_build_array("id"::text)::text) AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE rowferry_once.rowferry_value END FROM (SELECT lower(v) AS rowferry_value OFFSET 0) rowferry_once)"#
         );
+        assert_eq!(guard.matches("lower(v)").count(), 1, "{guard}");
         // The whole key, in its order; the guard's number.
         let k = key(&[("tenant", "integer"), ("name", "text")]);
-        let guard = length_guard_sql(&Postgres, r#""v""#, 255, 3, &k);
+        // A column: read at each use, no subquery.
+        let guard = length_guard_sql(&Postgres, r#""v""#, false, 255, 3, &k);
         assert!(
             guard.contains(
                 r#"'rowferry_too_long:3:', char_length(CAST("v" AS text)), ':', char_length(rtrim(CAST("v" AS text))), ':', json_build_array("tenant"::text, "name"::text)::text"#
@@ -726,6 +745,7 @@ mod tests {
         c.source_exprs[1] = length_guard_sql(
             &Postgres,
             &c.source_exprs[1],
+            false,
             5,
             0,
             &key(&[("id", "bigint")]),

@@ -220,6 +220,18 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
     // fail the application's own.
     let guards = length_guards(d, &source, &target, &resolved.columns);
     let guarded = guard_lengths(d, &copy, &guards, &key);
+    if copy.lock_source_rows && !guards.is_empty() {
+        eprintln!(
+            "rowferry: note: the sync triggers do not check the length of {} (as the chunks \
+             do): an application's write of a longer value whose excess is all spaces is \
+             stored there with the spaces cut; `rowferry verify` after the copy finds such rows",
+            guards
+                .iter()
+                .map(|g| format!("{} ({})", g.column, g.data_type))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let fast = copy_sql(d, &guarded, &key, Presence::Absent);
     let skipping = copy_sql(d, &guarded, &key, Presence::MaySkip);
     check_statement(session.as_mut(), &skipping.rest, spec).await?;
@@ -243,6 +255,7 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
         key: key.names(),
         key_indexes: resolved.key_indexes.clone(),
         guards,
+        synced: copy.lock_source_rows,
     });
     Ok(CopyPlan {
         job: PreparedJob {
@@ -346,6 +359,22 @@ struct LengthGuard {
     /// What the advice's `--map COL=rtrim(...)` takes: the source
     /// column's name, or the `--map` expression.
     value: String,
+    /// The value is a `--map` expression (evaluated once per row).
+    mapped: bool,
+}
+
+/// A column's name as a `--map` expression takes it: quoted where a
+/// bare name would not do (capitals, spaces, punctuation).
+fn as_written(d: &dyn Dialect, name: &str) -> String {
+    let bare = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if bare {
+        name.to_string()
+    } else {
+        d.quote_ident(name)
+    }
 }
 
 /// The limit in characters that each chunk statement checks the values
@@ -410,7 +439,8 @@ fn length_guards(
                 column: column.name.clone(),
                 data_type: column.data_type.clone(),
                 max,
-                value: from.map_or_else(|| expr.clone(), |s| s.name.clone()),
+                value: from.map_or_else(|| expr.clone(), |s| as_written(d, &s.name)),
+                mapped: from.is_none(),
             })
         })
         .collect()
@@ -428,7 +458,7 @@ fn guard_lengths(
     let mut guarded = copy.clone();
     for (n, g) in guards.iter().enumerate() {
         if let Some(expr) = guarded.source_exprs.get_mut(g.at) {
-            *expr = length_guard_sql(d, expr, g.max, n, key);
+            *expr = length_guard_sql(d, expr, g.mapped, g.max, n, key);
         }
     }
     guarded
@@ -632,6 +662,8 @@ struct CopyWork {
     /// The columns whose values the chunk statement checks for length,
     /// by the guard's number.
     guards: Vec<LengthGuard>,
+    /// Sync triggers write into the target too (they guard no length).
+    synced: bool,
 }
 
 impl CopyWork {
@@ -675,7 +707,7 @@ impl CopyWork {
             guard.max,
             found.chars
         );
-        Some(Error::fatal(if found.trimmed <= guard.max {
+        let told = if found.trimmed <= guard.max {
             format!(
                 "{head}, its last {} trailing spaces, which the server would cut without an \
                  error (rowferry copies every value exactly): nothing of this chunk was \
@@ -692,6 +724,15 @@ impl CopyWork {
                  command to resume",
                 found.trimmed, guard.column
             )
+        };
+        Some(Error::fatal(if self.synced {
+            format!(
+                "{told}. The sync triggers check no length: a value the application wrote \
+                 since they exist may already be stored cut; after the copy, `rowferry verify` \
+                 finds such rows"
+            )
+        } else {
+            told
         }))
     }
 }
@@ -906,6 +947,8 @@ mod tests {
 
     #[test]
     fn only_guarded_columns_change_in_the_chunk_statement() {
+        assert_eq!(as_written(&Postgres, "note_2"), "note_2");
+        assert_eq!(as_written(&Postgres, "Full Name"), r#""Full Name""#);
         let mut src = table("a", &["id", "v", "w", "n"]);
         src.columns[1].data_type = "text".into();
         src.columns[2].data_type = "character varying(3)".into();
@@ -923,9 +966,9 @@ mod tests {
         assert_eq!(
             guards
                 .iter()
-                .map(|g| (g.at, g.column.as_str(), g.max, g.value.as_str()))
+                .map(|g| (g.at, g.column.as_str(), g.max, g.value.as_str(), g.mapped))
                 .collect::<Vec<_>>(),
-            vec![(1, "v", 5, "v"), (4, "m", 5, "upper(v)")]
+            vec![(1, "v", 5, "v", false), (4, "m", 5, "upper(v)", true)]
         );
         let copy = CopyStatement {
             source: "s.a".into(),
@@ -954,7 +997,8 @@ mod tests {
         );
         assert!(
             guarded.source_exprs[4].contains("'rowferry_too_long:1:'")
-                && guarded.source_exprs[4].ends_with("ELSE upper(v) END"),
+                && guarded.source_exprs[4].ends_with("AS rowferry_value OFFSET 0) rowferry_once)")
+                && guarded.source_exprs[4].matches("upper(v)").count() == 1,
             "{}",
             guarded.source_exprs[4]
         );
@@ -1018,7 +1062,9 @@ mod tests {
                 data_type: "character varying(5)".into(),
                 max: 5,
                 value: "lower(v)".into(),
+                mapped: true,
             }],
+            synced: false,
         };
         let chunk = Chunk {
             seq: 3,
@@ -1071,6 +1117,23 @@ mod tests {
         assert_eq!(
             e.message,
             "chunk (4, 6] of s.dst: value too long for type character varying(5)"
+        );
+        // With sync triggers, which check no length.
+        let synced = CopyWork {
+            synced: true,
+            ..work
+        };
+        let e = synced.explain(
+            &chunk,
+            server(r#"invalid input syntax for type integer: "rowferry_too_long:0:10:3:["6"]""#),
+        );
+        assert!(
+            e.message.ends_with(
+                "then rerun the same command to resume. The sync triggers check no length: a \
+                 value the application wrote since they exist may already be stored cut; after \
+                 the copy, `rowferry verify` finds such rows"
+            ),
+            "{e}"
         );
     }
 }
