@@ -378,41 +378,62 @@ fn as_written(d: &dyn Dialect, name: &str) -> String {
 }
 
 /// The limit in characters that each chunk statement checks the values
-/// written into `target` against, where the server would not refuse every
-/// longer value itself: a `varchar(n)` (SQL Server: `nvarchar(n)`)
-/// limited in characters. PostgreSQL and MySQL/MariaDB assign a longer
-/// value whose excess is all spaces by cutting the spaces, without an
-/// error (the SQL standard), so an `INSERT ... SELECT` would change the
-/// value. The rules of the copy to another server (`transfer::char_limit`),
-/// where the server checks instead of rowferry. Not checked:
-/// - a blank-padded `char(n)`: its trailing spaces are no part of its
-///   value;
+/// written into `target` against: `text_limit` within one database.
+pub(crate) fn length_limit(d: &dyn Dialect, from: Option<&Column>, target: &Column) -> Option<u64> {
+    text_limit(
+        d,
+        d,
+        from,
+        from.map(|s| d.wire().kind(s)),
+        &target.data_type,
+    )
+}
+
+/// The limit in characters that values written into a column of
+/// `target_type` (on `td`'s engine) are checked against by rowferry,
+/// where the server would not refuse every longer value itself: a
+/// `varchar(n)` (SQL Server: `nvarchar(n)`) limited in characters.
+/// PostgreSQL and MySQL/MariaDB assign a longer value whose excess is all
+/// spaces by cutting the spaces, without an error (the SQL standard; at
+/// most a note), which would change the value. Not checked:
+/// - a blank-padded `char(n)` (`Dialect::pads_blanks`): its trailing
+///   spaces are no part of its value (PostgreSQL pads every value and
+///   ignores them in comparisons; MySQL strips them on read), so cutting
+///   them changes nothing, and a longer value with other characters is
+///   refused by the server;
 /// - a target limited in bytes (MySQL's TEXT types, SQL Server's
 ///   varchar(n)): the server refuses a longer value itself;
-/// - `from`, the source column the expression names, of a kind whose
-///   text has no trailing spaces (numbers, dates), or of a declared
-///   length no longer than the target's (in characters, or in bytes,
-///   which are never fewer): every value fits.
+/// - values of a `kind` whose text has no trailing spaces (numbers,
+///   dates), or from `from`, a source column (on `d`'s engine) of a
+///   declared length no longer than the target's (in characters, or in
+///   bytes, which are never fewer): every value fits.
 ///
-/// A `--map` expression (`from` None) is checked whatever it computes.
-pub(crate) fn length_limit(d: &dyn Dialect, from: Option<&Column>, target: &Column) -> Option<u64> {
+/// A value of unknown kind (a `--map` expression) is checked whatever it
+/// computes.
+pub(crate) fn text_limit(
+    d: &dyn Dialect,
+    td: &dyn Dialect,
+    from: Option<&Column>,
+    kind: Option<Kind>,
+    target_type: &str,
+) -> Option<u64> {
     let TypeShape::Text {
         max,
         unit: LengthUnit::Chars,
-    } = d.type_shape(&target.data_type)
+    } = td.type_shape(target_type)
     else {
         return None;
     };
-    if d.pads_blanks(&target.data_type) {
+    if td.pads_blanks(target_type) {
         return None;
     }
-    if let Some(s) = from {
-        if !matches!(d.wire().kind(s), Kind::Text | Kind::Json | Kind::Other) {
-            return None;
-        }
-        if matches!(d.type_shape(&s.data_type), TypeShape::Text { max: m, .. } if m <= max) {
-            return None;
-        }
+    if kind.is_some_and(|k| !matches!(k, Kind::Text | Kind::Json | Kind::Other)) {
+        return None;
+    }
+    if let Some(s) = from
+        && matches!(d.type_shape(&s.data_type), TypeShape::Text { max: m, .. } if m <= max)
+    {
+        return None;
     }
     Some(max)
 }

@@ -619,49 +619,17 @@ struct CharLimit {
 }
 
 /// The limit to check `c`'s values against here, where the target server
-/// would not refuse every longer value: a `varchar(n)` (PostgreSQL,
-/// MySQL/MariaDB, SQL Server's nvarchar) limited in characters, filled
-/// with text whose length no declared type bounds (text, MySQL's TEXT
-/// types, varchar without length, a `--map` expression, json or another
-/// type printed as text). Both servers cut the excess of a longer value
-/// without an error when it is all spaces (the SQL standard; at most a
-/// note), which would change the value. Not checked:
-/// - a blank-padded `char(n)` (`Dialect::pads_blanks`): its trailing
-///   spaces are no part of its value (PostgreSQL pads every value and
-///   ignores them in comparisons; MySQL strips them on read), so cutting
-///   them changes nothing, and a longer value with other characters is
-///   refused by the server;
-/// - a target limited in bytes (MySQL's TEXT types): the server refuses
-///   a longer value itself;
-/// - numbers, dates and other kinds, whose text has no trailing spaces.
+/// would not refuse every longer value (`copy::text_limit`): text whose
+/// length no declared type bounds (text, MySQL's TEXT types, varchar
+/// without length, a `--map` expression, json or another type printed as
+/// text) into a `varchar(n)` limited in characters.
 fn char_limit(
     d: &dyn Dialect,
     td: &dyn Dialect,
     from: Option<&Column>,
     c: &Mapped,
 ) -> Option<CharLimit> {
-    use crate::dialect::types::{LengthUnit, TypeShape};
-    if !matches!(c.kind, Kind::Text | Kind::Json | Kind::Other) {
-        return None;
-    }
-    let TypeShape::Text {
-        max,
-        unit: LengthUnit::Chars,
-    } = td.type_shape(&c.target.data_type)
-    else {
-        return None;
-    };
-    if td.pads_blanks(&c.target.data_type) {
-        return None;
-    }
-    // A declared length no longer than the target's (in characters, or in
-    // bytes, which are never fewer) bounds every value; a longer one was
-    // refused by the pre-flight.
-    if let Some(s) = from
-        && matches!(d.type_shape(&s.data_type), TypeShape::Text { max: m, .. } if m <= max)
-    {
-        return None;
-    }
+    let max = super::copy::text_limit(d, td, from, Some(c.kind), &c.target.data_type)?;
     Some(CharLimit {
         max,
         source_type: from.map(|s| s.data_type.clone()),
