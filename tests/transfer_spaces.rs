@@ -478,3 +478,59 @@ async fn a_binary_string_map_is_counted_in_characters_on_mariadb() {
     assert_eq!(rows_of(&db, true).await, FITTING);
     db.cleanup().await;
 }
+
+/// MariaDB stores a TEXT column's value copied into a shorter TEXT
+/// column with its length cut modulo 256 (300 characters into tinytext:
+/// 44), without a warning. A value grown after the pre-flight (here,
+/// before a resume) fails its chunk instead, named in bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_longer_text_into_a_mariadb_tinytext_fails_its_chunk_never_wraps() {
+    let db = TestDb::mysql("ts_tiny_my").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v longtext);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v tinytext);
+         INSERT INTO {s}.src VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')",
+    )
+    .await;
+    let base = with(
+        db.copy_args("src", "dst"),
+        &[
+            "--chunk-rows",
+            "2",
+            "--chunk-time",
+            "0",
+            "--workers",
+            "1",
+            "--progress",
+            "none",
+        ],
+    );
+    run_crashing_after(&base, 1);
+    db.exec("UPDATE {s}.src SET v = REPEAT('x', 300) WHERE id = 4")
+        .await;
+    let out = run(&base);
+    expect_exit(&out, 1);
+    let err = stderr(&out);
+    for needle in [
+        "column v (tinytext) holds at most 255 bytes",
+        "id = 4 is 300 characters long",
+        "nothing of this chunk was written",
+    ] {
+        assert!(err.contains(needle), "expected `{needle}` in:\n{err}");
+    }
+    assert_eq!(
+        db.scalar("SELECT GROUP_CONCAT(CONCAT(id, ':', LENGTH(v)) ORDER BY id) FROM {s}.dst")
+            .await,
+        "1:1,2:1",
+        "the first chunk, nothing of the failed one"
+    );
+    db.exec("ALTER TABLE {s}.dst MODIFY v text").await;
+    let out = run(&base);
+    expect_exit(&out, 0);
+    assert_eq!(
+        db.scalar("SELECT GROUP_CONCAT(CONCAT(id, ':', LENGTH(v)) ORDER BY id) FROM {s}.dst")
+            .await,
+        "1:1,2:1,3:1,4:300"
+    );
+    db.cleanup().await;
+}

@@ -355,7 +355,9 @@ struct LengthGuard {
     at: usize,
     column: String,
     data_type: String,
+    /// The limit, checked in characters whatever its unit.
     max: u64,
+    unit: LengthUnit,
     /// What the advice's `--map COL=rtrim(...)` takes: the source
     /// column's name, or the `--map` expression.
     value: String,
@@ -377,9 +379,13 @@ fn as_written(d: &dyn Dialect, name: &str) -> String {
     }
 }
 
-/// The limit in characters that each chunk statement checks the values
-/// written into `target` against: `text_limit` within one database.
-pub(crate) fn length_limit(d: &dyn Dialect, from: Option<&Column>, target: &Column) -> Option<u64> {
+/// The limit that each chunk statement checks the values written into
+/// `target` against: `text_limit` within one database.
+pub(crate) fn length_limit(
+    d: &dyn Dialect,
+    from: Option<&Column>,
+    target: &Column,
+) -> Option<TextLimit> {
     text_limit(
         d,
         d,
@@ -389,39 +395,56 @@ pub(crate) fn length_limit(d: &dyn Dialect, from: Option<&Column>, target: &Colu
     )
 }
 
-/// The limit in characters that values written into a column of
-/// `target_type` (on `td`'s engine) are checked against by rowferry,
-/// where the server would not refuse every longer value itself: a
-/// `varchar(n)` (SQL Server: `nvarchar(n)`) limited in characters.
-/// PostgreSQL and MySQL/MariaDB assign a longer value whose excess is all
-/// spaces by cutting the spaces, without an error (the SQL standard; at
-/// most a note), which would change the value. Not checked:
+/// A text column's limit, which rowferry checks values against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TextLimit {
+    pub max: u64,
+    pub unit: LengthUnit,
+}
+
+impl TextLimit {
+    /// `5 characters`, `255 bytes`.
+    pub(crate) fn told(&self) -> String {
+        match self.unit {
+            LengthUnit::Chars => format!("{} characters", self.max),
+            LengthUnit::Bytes => format!("{} bytes", self.max),
+        }
+    }
+}
+
+/// The limit that values written into a column of `target_type` (on
+/// `td`'s engine) are checked against by rowferry, where the server would
+/// not refuse every longer value itself: a `varchar(n)` (SQL Server:
+/// `nvarchar(n)`) limited in characters, or a type limited in bytes
+/// (MySQL's TEXT types, SQL Server's varchar(n)), whose values are
+/// checked in characters (more characters than its bytes never fit).
+/// The servers assign a longer value whose excess is all spaces by
+/// cutting the spaces, without an error (the SQL standard; at most a
+/// note), which would change the value; and MariaDB 10.11 stores a TEXT
+/// column's value copied into a shorter TEXT column with its length cut
+/// modulo 256 (300 characters into tinytext: 44), without a warning, where
+/// the value is a column and not an expression. Not checked:
 /// - a blank-padded `char(n)` (`Dialect::pads_blanks`): its trailing
 ///   spaces are no part of its value (PostgreSQL pads every value and
 ///   ignores them in comparisons; MySQL strips them on read), so cutting
 ///   them changes nothing, and a longer value with other characters is
 ///   refused by the server;
-/// - a target limited in bytes (MySQL's TEXT types, SQL Server's
-///   varchar(n)): the server refuses a longer value itself;
 /// - values of a `kind` whose text has no trailing spaces (numbers,
-///   dates), or from `from`, a source column (on `d`'s engine) of a
-///   declared length no longer than the target's (in characters, or in
-///   bytes, which are never fewer): every value fits.
+///   dates), or from `from`, a source column (on `d`'s engine) whose
+///   declared length bounds every value: no longer than the target's, and
+///   in bytes where the target's is (characters may take several).
 ///
 /// A value of unknown kind (a `--map` expression) is checked whatever it
-/// computes.
+/// computes. Left unchecked: a value of no more characters than a bytes
+/// limit, but more bytes, whose excess is all spaces.
 pub(crate) fn text_limit(
     d: &dyn Dialect,
     td: &dyn Dialect,
     from: Option<&Column>,
     kind: Option<Kind>,
     target_type: &str,
-) -> Option<u64> {
-    let TypeShape::Text {
-        max,
-        unit: LengthUnit::Chars,
-    } = td.type_shape(target_type)
-    else {
+) -> Option<TextLimit> {
+    let TypeShape::Text { max, unit } = td.type_shape(target_type) else {
         return None;
     };
     if td.pads_blanks(target_type) {
@@ -431,11 +454,16 @@ pub(crate) fn text_limit(
         return None;
     }
     if let Some(s) = from
-        && matches!(d.type_shape(&s.data_type), TypeShape::Text { max: m, .. } if m <= max)
+        && let TypeShape::Text {
+            max: m,
+            unit: source_unit,
+        } = d.type_shape(&s.data_type)
+        && m <= max
+        && (unit == LengthUnit::Chars || source_unit == LengthUnit::Bytes)
     {
         return None;
     }
-    Some(max)
+    Some(TextLimit { max, unit })
 }
 
 /// The written columns (`columns`: target column, source expression)
@@ -455,11 +483,12 @@ fn length_guards(
                 .columns
                 .iter()
                 .find(|s| names_column(d, expr, &s.name));
-            length_limit(d, from, column).map(|max| LengthGuard {
+            length_limit(d, from, column).map(|limit| LengthGuard {
                 at,
                 column: column.name.clone(),
                 data_type: column.data_type.clone(),
-                max,
+                max: limit.max,
+                unit: limit.unit,
                 value: from.map_or_else(|| expr.clone(), |s| as_written(d, &s.name)),
                 mapped: from.is_none(),
             })
@@ -719,13 +748,17 @@ impl CopyWork {
             None => "a row".into(),
         };
         let head = format!(
-            "{}: {} column {} ({}) holds at most {} characters, but the value of {row} is {} \
-             characters long",
+            "{}: {} column {} ({}) holds at most {}, but the value of {row} is {} characters \
+             long",
             describe_chunk(chunk),
             self.target,
             guard.column,
             guard.data_type,
-            guard.max,
+            TextLimit {
+                max: guard.max,
+                unit: guard.unit
+            }
+            .told(),
             found.chars
         );
         let told = if found.trimmed <= guard.max {
@@ -916,10 +949,16 @@ mod tests {
     fn lengths_are_guarded_where_a_server_would_cut_trailing_spaces() {
         use crate::dialect::mysql::Mysql;
         use crate::dialect::sqlserver::SqlServer;
-        let limit = |d: &dyn Dialect, source: Option<&str>, target: &str| {
-            let from = source.map(|t| column("v", t));
-            length_limit(d, from.as_ref(), &column("v", target))
+        let limit_in = |unit: LengthUnit| {
+            move |d: &dyn Dialect, source: Option<&str>, target: &str| {
+                let from = source.map(|t| column("v", t));
+                length_limit(d, from.as_ref(), &column("v", target)).map(|l| {
+                    assert_eq!(l.unit, unit, "{target}");
+                    l.max
+                })
+            }
         };
+        let (limit, bytes) = (limit_in(LengthUnit::Chars), limit_in(LengthUnit::Bytes));
         let pg = &Postgres;
         assert_eq!(limit(pg, Some("text"), "character varying(5)"), Some(5));
         assert_eq!(
@@ -956,13 +995,17 @@ mod tests {
         assert_eq!(limit(my, Some("varchar(3)"), "varchar(5)"), None);
         assert_eq!(limit(my, Some("int(11)"), "varchar(5)"), None);
         assert_eq!(limit(my, Some("longtext"), "char(5)"), None);
-        // Limited in bytes: the server refuses longer values itself.
-        assert_eq!(limit(my, None, "text"), None);
+        // Limited in bytes: checked (in characters), unless the source's
+        // own limit in bytes fits.
+        assert_eq!(bytes(my, None, "text"), Some(65_535));
+        assert_eq!(bytes(my, Some("longtext"), "tinytext"), Some(255));
+        assert_eq!(bytes(my, Some("varchar(100)"), "tinytext"), Some(255));
+        assert_eq!(bytes(my, Some("tinytext"), "text"), None);
         let ms = &SqlServer;
         assert_eq!(limit(ms, Some("nvarchar(max)"), "nvarchar(5)"), Some(5));
         assert_eq!(limit(ms, Some("varchar(10)"), "nvarchar(5)"), Some(5));
         assert_eq!(limit(ms, Some("varchar(5)"), "nvarchar(5)"), None);
-        assert_eq!(limit(ms, None, "varchar(5)"), None);
+        assert_eq!(bytes(ms, None, "varchar(5)"), Some(5));
         assert_eq!(limit(ms, None, "nchar(5)"), None);
     }
 
@@ -1082,6 +1125,7 @@ mod tests {
                 column: "v".into(),
                 data_type: "character varying(5)".into(),
                 max: 5,
+                unit: LengthUnit::Chars,
                 value: "lower(v)".into(),
                 mapped: true,
             }],

@@ -158,10 +158,12 @@ pub async fn run(
             pf.not_checked
                 .push(match super::copy::length_limit(d, None, col) {
                     // Its length is what a varchar(n) limits; the chunk checks it.
-                    Some(max) => format!(
+                    Some(limit) => format!(
                         "{}: the values of --map expression {expr} are not read before the copy; a \
-                     value longer than {max} characters ({}) fails its chunk, never cut",
-                        col.name, col.data_type
+                     value longer than {} ({}) fails its chunk, never cut",
+                        col.name,
+                        limit.told(),
+                        col.data_type
                     ),
                     None => format!(
                         "{}: whether the values of --map expression {expr} fit {}",

@@ -30,6 +30,7 @@
 //! in a probe of no rows, or a URL with `bulk_load=false`, gets
 //! multi-row INSERTs.
 
+use super::copy::TextLimit;
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::sqlserver::{BULK_LOAD_OFF_CODE, MAX_BULK_VALUE_UNITS, fits_bulk_load};
@@ -607,10 +608,10 @@ fn resolve(
     Ok(out)
 }
 
-/// A target column's limit in characters, checked on each value here.
+/// A target column's limit, checked on each value here in characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CharLimit {
-    max: u64,
+    limit: TextLimit,
     /// The source column's type, where the column's expression names one.
     source_type: Option<String>,
     /// What the advice's `--map COL=rtrim(...)` takes: the source
@@ -622,16 +623,17 @@ struct CharLimit {
 /// would not refuse every longer value (`copy::text_limit`): text whose
 /// length no declared type bounds (text, MySQL's TEXT types, varchar
 /// without length, a `--map` expression, json or another type printed as
-/// text) into a `varchar(n)` limited in characters.
+/// text) into a `varchar(n)` limited in characters, or a type limited in
+/// bytes.
 fn char_limit(
     d: &dyn Dialect,
     td: &dyn Dialect,
     from: Option<&Column>,
     c: &Mapped,
 ) -> Option<CharLimit> {
-    let max = super::copy::text_limit(d, td, from, Some(c.kind), &c.target.data_type)?;
+    let limit = super::copy::text_limit(d, td, from, Some(c.kind), &c.target.data_type)?;
     Some(CharLimit {
-        max,
+        limit,
         source_type: from.map(|s| s.data_type.clone()),
         value: from.map_or_else(|| c.expr.clone(), |s| s.name.clone()),
     })
@@ -1467,21 +1469,25 @@ impl TransferWork {
                 let Some(Some(value)) = row.get(*at) else {
                     continue;
                 };
-                if value.len() as u64 <= limit.max {
+                if value.len() as u64 <= limit.limit.max {
                     continue;
                 }
                 let chars = value.chars().count() as u64;
-                if chars <= limit.max {
+                if chars <= limit.limit.max {
                     continue;
                 }
                 // Other characters past the limit: the server refuses
                 // the value itself, with its own error.
-                if !value.chars().skip(limit.max as usize).all(|ch| ch == ' ') {
+                if !value
+                    .chars()
+                    .skip(limit.limit.max as usize)
+                    .all(|ch| ch == ' ')
+                {
                     continue;
                 }
                 let column = &self.columns[*at];
                 return Err(Error::fatal(format!(
-                    "{} column {} ({}) holds at most {} characters, but the value of the row with \
+                    "{} column {} ({}) holds at most {}, but the value of the row with \
                      {} is {chars} characters long, its last {} trailing spaces, which the \
                      target's server would cut without an error (rowferry copies every value \
                      exactly): nothing of this chunk was written. \
@@ -1490,9 +1496,9 @@ impl TransferWork {
                     self.target_name,
                     column.name,
                     column.data_type,
-                    limit.max,
+                    limit.limit.told(),
                     self.row_key(row),
-                    chars - limit.max,
+                    chars - limit.limit.max,
                     column.name,
                     limit.value,
                 )));
@@ -2120,7 +2126,7 @@ mod tests {
                 Some(&from),
                 &mapped(target, "\"v\"", Kind::Text),
             )
-            .map(|l| l.max)
+            .map(|l| l.limit.max)
         };
         assert_eq!(pg("text", "character varying(5)"), Some(5));
         assert_eq!(pg("character varying", "character varying(5)"), Some(5));
@@ -2137,18 +2143,21 @@ mod tests {
             &mapped("varchar(5)", "rtrim(v)", Kind::Text),
         )
         .expect("checked");
-        assert_eq!((expr.max, expr.value.as_str()), (5, "rtrim(v)"));
+        assert_eq!((expr.limit.max, expr.value.as_str()), (5, "rtrim(v)"));
         let my = |source: &str, target: &str, kind| {
             let from = column("v", source);
-            char_limit(&Mysql, &Postgres, Some(&from), &mapped(target, "`v`", kind)).map(|l| l.max)
+            char_limit(&Mysql, &Postgres, Some(&from), &mapped(target, "`v`", kind))
+                .map(|l| l.limit.max)
         };
         assert_eq!(my("longtext", "character varying(5)", Kind::Text), Some(5));
         assert_eq!(my("tinytext", "character varying(255)", Kind::Text), None);
         assert_eq!(my("int(11)", "character varying(5)", Kind::Integer), None);
-        // Limited in bytes (MySQL TEXT): the server refuses longer values.
+        // Limited in bytes (MySQL TEXT): checked in characters, of which
+        // a longer value has more than the limit's bytes.
         assert_eq!(
-            char_limit(&Postgres, &Mysql, None, &mapped("text", "v", Kind::Text)),
-            None
+            char_limit(&Postgres, &Mysql, None, &mapped("text", "v", Kind::Text))
+                .map(|l| (l.limit.max, l.limit.told())),
+            Some((65_535, "65535 bytes".to_string()))
         );
     }
 
