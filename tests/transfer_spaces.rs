@@ -534,3 +534,44 @@ async fn a_longer_text_into_a_mariadb_tinytext_fails_its_chunk_never_wraps() {
     );
     db.cleanup().await;
 }
+
+/// MySQL assigns a binary string to a varchar as its bytes read as text,
+/// trailing spaces and all: a varbinary value grown too long by its
+/// spaces after the pre-flight (here, before a resume) fails its chunk
+/// like a text one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_varbinary_value_into_a_mariadb_varchar_never_loses_trailing_spaces() {
+    let db = TestDb::mysql("ts_varbinary_my").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v varbinary(20));
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))",
+    )
+    .await;
+    db.exec(ROWS).await;
+    db.exec("UPDATE {s}.src SET v = 'abcde' WHERE id IN (3, 6)")
+        .await;
+    let base = with(
+        db.copy_args("src", "dst"),
+        &[
+            "--chunk-rows",
+            "2",
+            "--chunk-time",
+            "0",
+            "--workers",
+            "1",
+            "--progress",
+            "none",
+        ],
+    );
+    run_crashing_after(&base, 1);
+    db.exec("UPDATE {s}.src SET v = 'abc       ' WHERE id = 6")
+        .await;
+    let out = run(&base);
+    refused_in_one_database(&out, &db.q("dst"), "--map v=rtrim(v)");
+    assert_eq!(
+        rows_of(&db, true).await,
+        "1:5:[ab   ],2:5:[abcde],3:5:[abcde],4:3:[a  ]",
+        "the chunks before, and nothing of the failed one"
+    );
+    db.cleanup().await;
+}

@@ -386,13 +386,13 @@ pub(crate) fn length_limit(
     from: Option<&Column>,
     target: &Column,
 ) -> Option<TextLimit> {
-    text_limit(
-        d,
-        d,
-        from,
-        from.map(|s| d.wire().kind(s)),
-        &target.data_type,
-    )
+    // A binary string assigned to a text column (MySQL) is its bytes read
+    // as text: they may end in spaces like any text.
+    let kind = from.map(|s| match d.wire().kind(s) {
+        Kind::Binary => Kind::Text,
+        kind => kind,
+    });
+    text_limit(d, d, from, kind, &target.data_type)
 }
 
 /// A text column's limit, which rowferry checks values against.
@@ -995,6 +995,8 @@ mod tests {
         assert_eq!(limit(my, Some("varchar(3)"), "varchar(5)"), None);
         assert_eq!(limit(my, Some("int(11)"), "varchar(5)"), None);
         assert_eq!(limit(my, Some("longtext"), "char(5)"), None);
+        assert_eq!(limit(my, Some("varbinary(20)"), "varchar(5)"), Some(5));
+        assert_eq!(limit(my, Some("blob"), "varchar(5)"), Some(5));
         // Limited in bytes: checked (in characters), unless the source's
         // own limit in bytes fits.
         assert_eq!(bytes(my, None, "text"), Some(65_535));
