@@ -280,18 +280,10 @@ async fn a_copy_within_one_mariadb_database_never_loses_trailing_spaces_of_a_map
     a_mapped_value(TestDb::mysql("ts_same_my").await, true).await;
 }
 
-/// A plain column whose value grows after the pre-flight read it: rows
-/// written before a resume (which does not repeat the pre-flight), as
-/// an application writes during an online copy.
-async fn a_value_grown_after_the_preflight(db: TestDb, mysql: bool) {
-    db.exec(
-        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text);
-         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))",
-    )
-    .await;
-    db.exec(ROWS).await;
-    db.exec("UPDATE {s}.src SET v = 'abc' WHERE id = 6").await;
-    let base = with(
+/// A copy from `src` to `dst` in chunks of two rows, one at a time, so
+/// that a crash after the first chunk leaves the rest to a resume.
+fn two_rows_a_chunk(db: &TestDb) -> Vec<String> {
+    with(
         db.copy_args("src", "dst"),
         &[
             "--chunk-rows",
@@ -303,7 +295,21 @@ async fn a_value_grown_after_the_preflight(db: TestDb, mysql: bool) {
             "--progress",
             "none",
         ],
-    );
+    )
+}
+
+/// A plain column whose value grows after the pre-flight read it: rows
+/// written before a resume (which does not repeat the pre-flight), as
+/// an application writes during an online copy.
+async fn a_value_grown_after_the_preflight(db: TestDb, mysql: bool) {
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))",
+    )
+    .await;
+    db.exec(ROWS).await;
+    db.exec("UPDATE {s}.src SET v = 'abc' WHERE id = 6").await;
+    let base = two_rows_a_chunk(&db);
     // Every value fits when the pre-flight reads them.
     run_crashing_after(&base, 1);
     db.exec("UPDATE {s}.src SET v = 'abc       ' WHERE id = 6")
@@ -492,19 +498,7 @@ async fn a_longer_text_into_a_mariadb_tinytext_fails_its_chunk_never_wraps() {
          INSERT INTO {s}.src VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')",
     )
     .await;
-    let base = with(
-        db.copy_args("src", "dst"),
-        &[
-            "--chunk-rows",
-            "2",
-            "--chunk-time",
-            "0",
-            "--workers",
-            "1",
-            "--progress",
-            "none",
-        ],
-    );
+    let base = two_rows_a_chunk(&db);
     run_crashing_after(&base, 1);
     db.exec("UPDATE {s}.src SET v = REPEAT('x', 300) WHERE id = 4")
         .await;
@@ -550,19 +544,7 @@ async fn a_varbinary_value_into_a_mariadb_varchar_never_loses_trailing_spaces() 
     db.exec(ROWS).await;
     db.exec("UPDATE {s}.src SET v = 'abcde' WHERE id IN (3, 6)")
         .await;
-    let base = with(
-        db.copy_args("src", "dst"),
-        &[
-            "--chunk-rows",
-            "2",
-            "--chunk-time",
-            "0",
-            "--workers",
-            "1",
-            "--progress",
-            "none",
-        ],
-    );
+    let base = two_rows_a_chunk(&db);
     run_crashing_after(&base, 1);
     db.exec("UPDATE {s}.src SET v = 'abc       ' WHERE id = 6")
         .await;
