@@ -4,34 +4,11 @@
 //! silence. What a SQL Server does with the SQL is for the live tests
 //! (`tests/mssql.rs`, `ROWFERRY_TEST_MSSQL`).
 
-use super::fake_tds::{FakeServer, Reply, Request, Rule};
+use super::fake_tds::{FakeServer, Reply, Request, Rule, session_to};
 use super::*;
 use crate::dialect::sqlserver::SqlServer;
 use crate::dialect::test_support::column;
 use std::sync::Mutex;
-
-/// A session to `server`, as `MsDatabase` makes them but without TLS
-/// (which the peer does not speak).
-async fn session_to(server: &FakeServer, timeout: Option<Duration>) -> MsSession {
-    let mut config = Config::new();
-    config.host("127.0.0.1");
-    config.port(server.port);
-    config.authentication(AuthMethod::sql_server("sa", "Secret!pw"));
-    config.encryption(EncryptionLevel::NotSupported);
-    let tcp = TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    let client = Client::connect(config, tcp.compat_write()).await.unwrap();
-    MsSession {
-        conn: Some(Held::Dedicated(Box::new(client))),
-        timeout,
-        secret: Secret {
-            password: "Secret!pw".into(),
-            raw: None,
-        },
-        bulk_load: true,
-    }
-}
 
 /// What a server answers: the stage's columns to the metadata query,
 /// the rows loaded to a bulk load and, unless `insert` says otherwise,

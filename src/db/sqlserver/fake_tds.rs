@@ -8,9 +8,13 @@
 //! order, and how the client handles answers, errors and silence;
 //! nothing of what a server would do with the SQL.
 
+use super::{Held, MsSession, Secret};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 /// What the client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +47,9 @@ pub enum Reply {
     /// A result set of no rows whose columns are these names, all
     /// `nvarchar(max) NULL` (what `SELECT TOP 0 * FROM stage` returns).
     Columns(Vec<String>),
+    /// A result set of one `nvarchar(max) NULL` column per value of a
+    /// row, and these rows.
+    Rows(Vec<Vec<Option<String>>>),
     /// A server error.
     Error { number: u32, message: String },
     /// No answer at all.
@@ -73,6 +80,29 @@ impl FakeServer {
     /// Every request so far, in order (all connections).
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A session to `server`, as `MsDatabase` makes them but without TLS
+/// (which the peer does not speak).
+pub(super) async fn session_to(server: &FakeServer, timeout: Option<Duration>) -> MsSession {
+    let mut config = Config::new();
+    config.host("127.0.0.1");
+    config.port(server.port);
+    config.authentication(AuthMethod::sql_server("sa", "Secret!pw"));
+    config.encryption(EncryptionLevel::NotSupported);
+    let tcp = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let client = Client::connect(config, tcp.compat_write()).await.unwrap();
+    MsSession {
+        conn: Some(Held::Dedicated(Box::new(client))),
+        timeout,
+        secret: Secret {
+            password: "Secret!pw".into(),
+            raw: None,
+        },
+        bulk_load: true,
     }
 }
 
@@ -172,6 +202,20 @@ async fn serve(mut stream: TcpStream, rule: Rule, log: Arc<Mutex<Vec<Request>>>)
                 tokens.columns(&names);
                 tokens.done(0xFD, 0x0010, 0);
             }
+            Reply::Rows(rows) => {
+                let width = rows.first().map_or(1, Vec::len);
+                tokens.columns(&(1..=width).map(|i| format!("c{i}")).collect::<Vec<_>>());
+                for row in &rows {
+                    tokens.row(row);
+                }
+                if in_proc {
+                    tokens.done(0xFF, 0x0010, rows.len() as u64);
+                    tokens.0.extend_from_slice(&[0x79, 0, 0, 0, 0]);
+                    tokens.done(0xFE, 0, 0);
+                } else {
+                    tokens.done(0xFD, 0x0010, rows.len() as u64);
+                }
+            }
             Reply::Error { number, message } => {
                 tokens.error(number, &message);
                 tokens.done(if in_proc { 0xFE } else { 0xFD }, 0x0002, 0);
@@ -228,6 +272,26 @@ impl Tokens {
             self.0
                 .extend_from_slice(&[0xE7, 0xFF, 0xFF, 0x09, 0x04, 0xD0, 0x00, 0x34]);
             self.b_varchar(name);
+        }
+    }
+
+    /// A ROW of nvarchar(max) values (PLP: NULL, or a length, one chunk
+    /// and the terminator).
+    fn row(&mut self, values: &[Option<String>]) {
+        self.0.push(0xD1);
+        for value in values {
+            match value {
+                None => self.0.extend_from_slice(&u64::MAX.to_le_bytes()),
+                Some(text) => {
+                    let bytes = 2 * text.encode_utf16().count();
+                    self.0.extend_from_slice(&(bytes as u64).to_le_bytes());
+                    if bytes > 0 {
+                        self.0.extend_from_slice(&(bytes as u32).to_le_bytes());
+                        self.utf16(text);
+                    }
+                    self.0.extend_from_slice(&0u32.to_le_bytes());
+                }
+            }
         }
     }
 
@@ -330,9 +394,13 @@ impl<'a> Wire<'a> {
         Some(Wire::new(&bytes).utf16_rest())
     }
 
-    /// An nvarchar parameter's TYPE_INFO and value.
+    /// An nvarchar parameter's TYPE_INFO and value (or a NULL's).
     fn nvarchar(&mut self) -> Option<String> {
-        assert_eq!(self.u8(), 0xE7, "a parameter other than nvarchar");
+        let ty = self.u8();
+        if ty == 0x1F {
+            return None;
+        }
+        assert_eq!(ty, 0xE7, "a parameter other than nvarchar");
         let max = self.u16();
         self.take(5);
         if max == 0xFFFF {

@@ -1362,6 +1362,8 @@ fn decimal_text(value: i128, scale: u8) -> String {
 #[cfg(test)]
 mod bulk_tests;
 #[cfg(test)]
+mod driver_tests;
+#[cfg(test)]
 mod fake_tds;
 
 #[cfg(test)]
