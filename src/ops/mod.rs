@@ -7,6 +7,7 @@ pub mod copy;
 pub mod create_target;
 pub mod cutover;
 pub mod indexes;
+pub mod lengths;
 pub mod plan;
 pub mod preflight;
 pub mod status;

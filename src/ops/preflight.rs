@@ -156,7 +156,7 @@ pub async fn run(
                 continue;
             }
             pf.not_checked
-                .push(match super::copy::length_limit(d, None, col) {
+                .push(match super::lengths::length_limit(d, None, col) {
                     // Its length is what a varchar(n) limits; the chunk checks it.
                     Some(limit) => format!(
                         "{}: the values of --map expression {expr} are not read before the copy; a \

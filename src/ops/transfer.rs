@@ -30,7 +30,7 @@
 //! in a probe of no rows, or a URL with `bulk_load=false`, gets
 //! multi-row INSERTs.
 
-use super::copy::TextLimit;
+use super::lengths::TextLimit;
 use super::{ChunkSql, PreparedJob, inspect, run_job};
 use crate::checkpoint::Chunk;
 use crate::db::sqlserver::{BULK_LOAD_OFF_CODE, MAX_BULK_VALUE_UNITS, fits_bulk_load};
@@ -620,7 +620,7 @@ struct CharLimit {
 }
 
 /// The limit to check `c`'s values against here, where the target server
-/// would not refuse every longer value (`copy::text_limit`): text whose
+/// would not refuse every longer value (`lengths::text_limit`): text whose
 /// length no declared type bounds (text, MySQL's TEXT types, varchar
 /// without length, a `--map` expression, json or another type printed as
 /// text) into a `varchar(n)` limited in characters, or a type limited in
@@ -631,7 +631,7 @@ fn char_limit(
     from: Option<&Column>,
     c: &Mapped,
 ) -> Option<CharLimit> {
-    let limit = super::copy::text_limit(d, td, from, Some(c.kind), &c.target.data_type)?;
+    let limit = super::lengths::text_limit(d, td, from, Some(c.kind), &c.target.data_type)?;
     Some(CharLimit {
         limit,
         source_type: from.map(|s| s.data_type.clone()),
