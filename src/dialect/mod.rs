@@ -462,8 +462,9 @@ pub fn target_lookup_hinted(copy: &CopyStatement, hint: &str) -> String {
 pub const TOO_LONG: &str = "rowferry_too_long:";
 
 /// `expr`, the value an `INSERT ... SELECT` writes into a column that
-/// holds at most `max` characters, unchanged where it fits; where it is
-/// longer the statement fails (its error quoting `TOO_LONG`, `guard`, the
+/// holds at most `max` characters (or `max` bytes, which no value of more
+/// characters fits), unchanged where it fits; where it is longer the
+/// statement fails (its error quoting `TOO_LONG`, `guard`, the
 /// value's lengths and the row's `key`), so the transaction rolls back.
 /// A server assigning a longer value whose excess is all spaces would
 /// otherwise cut them without an error (the SQL standard), and refuses
