@@ -72,6 +72,7 @@ fn chunk_sql(c: &mut Criterion) {
         generated: false,
         identity_always: false,
         has_default: false,
+        domain_base: None,
     };
     let key = Key {
         columns: vec![col("tenant", "integer"), col("id", "bigint")],

@@ -101,6 +101,19 @@ pub struct Column {
     /// or serial, AUTO_INCREMENT, or a generated column.
     #[serde(default)]
     pub has_default: bool,
+    /// A PostgreSQL domain's base type (`character varying(5)` for a
+    /// domain over varchar(5), through nested domains): what its values
+    /// can hold. `data_type` still names the domain, for casts and DDL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_base: Option<String>,
+}
+
+impl Column {
+    /// The type whose shape bounds the column's values: a domain's base
+    /// type, else `data_type`.
+    pub fn shape_type(&self) -> &str {
+        self.domain_base.as_deref().unwrap_or(&self.data_type)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +280,7 @@ mod tests {
             generated: false,
             identity_always: false,
             has_default: false,
+            domain_base: None,
         }
     }
 

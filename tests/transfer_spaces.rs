@@ -557,3 +557,44 @@ async fn a_varbinary_value_into_a_mariadb_varchar_never_loses_trailing_spaces() 
     );
     db.cleanup().await;
 }
+
+/// A PostgreSQL domain over varchar(n) (here through another domain)
+/// holds what its base type holds: its values are checked like the
+/// varchar's, by the pre-flight and by each chunk.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_domain_over_a_varchar_is_checked_like_the_varchar() {
+    let db = TestDb::new("ts_domain").await;
+    db.exec(
+        "CREATE DOMAIN {s}.short AS varchar(5);
+         CREATE DOMAIN {s}.shorter AS {s}.short CHECK (VALUE <> 'x');
+         CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v {s}.shorter)",
+    )
+    .await;
+    db.exec(ROWS).await;
+    // The pre-flight reads the source for values longer than 5.
+    let out = run(&with(db.copy_args("src", "dst"), &["--progress", "none"]));
+    expect_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("values longer than 5 characters"), "{err}");
+    assert_eq!(rows_of(&db, false).await, "");
+    // A --map value is checked by each chunk.
+    let out = run(&with(
+        db.copy_args("src", "dst"),
+        &["--progress", "none", "--restart", "--map", "v=lower(v)"],
+    ));
+    expect_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("holds at most 5 characters"), "{err}");
+    assert!(err.contains("id = 6 is 10 characters long"), "{err}");
+    assert!(!rows_of(&db, false).await.contains("6:"));
+    // Values that fit go through exactly.
+    db.exec("DELETE FROM {s}.src WHERE id = 6").await;
+    let out = run(&with(
+        db.copy_args("src", "dst"),
+        &["--progress", "none", "--restart"],
+    ));
+    expect_exit(&out, 0);
+    assert_eq!(rows_of(&db, false).await, FITTING);
+    db.cleanup().await;
+}

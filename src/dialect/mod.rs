@@ -646,6 +646,7 @@ pub(crate) mod test_support {
             generated: false,
             identity_always: false,
             has_default: false,
+            domain_base: None,
         }
     }
 

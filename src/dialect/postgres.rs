@@ -97,9 +97,19 @@ impl Dialect for Postgres {
     }
 
     fn columns_sql(&self) -> &'static str {
+        // The 7th column: a domain's base type, through nested domains
+        // (the innermost domain's typtypmod is its base type's modifier).
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), (NOT a.attnotnull)::text, \
                 (a.attgenerated <> '')::text, (a.attidentity = 'a')::text, \
-                (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::text \
+                (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::text, \
+                (WITH RECURSIVE base(oid, typmod, depth) AS ( \
+                     SELECT t.typbasetype, t.typtypmod, 1 FROM pg_catalog.pg_type t \
+                     WHERE t.oid = a.atttypid AND t.typtype = 'd' \
+                     UNION ALL \
+                     SELECT t.typbasetype, t.typtypmod, base.depth + 1 \
+                     FROM base JOIN pg_catalog.pg_type t ON t.oid = base.oid \
+                     WHERE t.typtype = 'd') \
+                 SELECT format_type(oid, typmod) FROM base ORDER BY depth DESC LIMIT 1) \
          FROM pg_catalog.pg_attribute a \
          WHERE a.attrelid = $1::text::oid AND a.attnum > 0 AND NOT a.attisdropped \
          ORDER BY a.attnum"

@@ -154,6 +154,7 @@ pub async fn ensure(spec: &CopySpec, opts: &RunOptions, casts: &[Cast]) -> Resul
                 .any(|m| m.column.eq_ignore_ascii_case(&c.name));
             let to = crate::table::Column {
                 data_type: new.data_type.clone(),
+                domain_base: None,
                 ..c.clone()
             };
             let (from, to) = (d.wire().kind(c), td.wire().kind(&to));

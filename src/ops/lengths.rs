@@ -59,7 +59,7 @@ pub(crate) fn length_limit(
         Kind::Binary => Kind::Text,
         kind => kind,
     });
-    text_limit(d, d, from, kind, &target.data_type)
+    text_limit(d, d, from, kind, target.shape_type())
 }
 
 /// A text column's limit, which rowferry checks values against.
@@ -124,7 +124,7 @@ pub(crate) fn text_limit(
         && let TypeShape::Text {
             max: m,
             unit: source_unit,
-        } = d.type_shape(&s.data_type)
+        } = d.type_shape(s.shape_type())
         && m <= max
         && (unit == LengthUnit::Chars || source_unit == LengthUnit::Bytes)
     {

@@ -77,6 +77,7 @@ pub async fn inspect(
             generated: r.get(3).is_some_and(is_true),
             identity_always: r.get(4).is_some_and(is_true),
             has_default: r.get(5).is_some_and(is_true),
+            domain_base: r.get(6).cloned().flatten(),
         })
         .collect();
     let mut unique_indexes = Vec::new();

@@ -148,7 +148,7 @@ pub async fn run(
             }
         }
         let Some(s) = from else {
-            if d.type_shape(&col.data_type) == TypeShape::UnboundedText {
+            if d.type_shape(col.shape_type()) == TypeShape::UnboundedText {
                 pf.proven.push(format!(
                     "{}: {} holds any value's text",
                     col.name, col.data_type
@@ -172,7 +172,7 @@ pub async fn run(
                 });
             continue;
         };
-        match fit(d, &s.data_type, &col.data_type, expr) {
+        match fit(d, s.shape_type(), col.shape_type(), expr) {
             Fit::Exact => pf.proven.push(format!(
                 "{}: {} holds every {} value",
                 col.name, col.data_type, s.data_type
@@ -344,7 +344,7 @@ async fn duplicates(
                     .columns
                     .iter()
                     .find(|s| names_column(d, e, &s.name))
-                    .filter(|s| fit(d, &s.data_type, &tcol.data_type, e) == Fit::Exact)
+                    .filter(|s| fit(d, s.shape_type(), tcol.shape_type(), e) == Fit::Exact)
             })
             .collect();
         let proof = same.as_ref().and_then(|same| {
@@ -674,14 +674,14 @@ pub fn declared_narrowing(
                 target_type: t.data_type.clone(),
                 what,
             };
-            let Some(as_target) = column_type(from, to, &s.data_type) else {
+            let Some(as_target) = column_type(from, to, s.shape_type()) else {
                 // PostgreSQL's unconstrained numeric has no spelling on
                 // MySQL, and DECIMAL(p,s) rounds its longer fractions with
                 // no more than a note.
                 let unconstrained = from == Engine::Postgres
-                    && crate::dialect::postgres::Postgres.type_shape(&s.data_type)
+                    && crate::dialect::postgres::Postgres.type_shape(s.shape_type())
                         == TypeShape::UnboundedDecimal;
-                return match td.type_shape(&t.data_type) {
+                return match td.type_shape(t.shape_type()) {
                     TypeShape::Decimal { scale, .. } if unconstrained => Some(narrowed(format!(
                         "values with more than {scale} decimal places are rounded"
                     ))),
@@ -690,7 +690,7 @@ pub fn declared_narrowing(
             };
             // MySQL's YEAR takes 0 to 99 as two-digit years, silently.
             let year = |ty: &str| crate::dialect::types::base_name(ty) == "year";
-            if to == Engine::Mysql && year(&t.data_type) && !year(&as_target) {
+            if to == Engine::Mysql && year(t.shape_type()) && !year(&as_target) {
                 return Some(narrowed(
                     "numbers from 0 to 99 are read as two-digit years (5 becomes 2005)".into(),
                 ));
@@ -698,14 +698,14 @@ pub fn declared_narrowing(
             // `fit` leaves floats unchecked; the server rounds a double
             // into a float (or a wide integer into either) without a word.
             if let Some(what) =
-                float_narrowing(td.type_shape(&as_target), td.type_shape(&t.data_type))
+                float_narrowing(td.type_shape(&as_target), td.type_shape(t.shape_type()))
             {
                 return Some(narrowed(what));
             }
-            if !compared(td.type_shape(&as_target), td.type_shape(&t.data_type)) {
+            if !compared(td.type_shape(&as_target), td.type_shape(t.shape_type())) {
                 return None;
             }
-            let Fit::Lossy(n) = fit(td, &as_target, &t.data_type, "v") else {
+            let Fit::Lossy(n) = fit(td, &as_target, t.shape_type(), "v") else {
                 return None;
             };
             let said = format!("{as_target} -> {}: ", t.data_type);

@@ -631,7 +631,7 @@ fn char_limit(
     from: Option<&Column>,
     c: &Mapped,
 ) -> Option<CharLimit> {
-    let limit = super::lengths::text_limit(d, td, from, Some(c.kind), &c.target.data_type)?;
+    let limit = super::lengths::text_limit(d, td, from, Some(c.kind), c.target.shape_type())?;
     Some(CharLimit {
         limit,
         source_type: from.map(|s| s.data_type.clone()),
