@@ -62,6 +62,10 @@ pub(crate) fn length_limit(
     text_limit(d, d, from, kind, target.shape_type())
 }
 
+/// The most bytes one character takes in any character set a limit in
+/// bytes counts in (UTF-8, MySQL's utf8mb4).
+const MAX_BYTES_PER_CHAR: u64 = 4;
+
 /// A text column's limit, which rowferry checks values against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TextLimit {
@@ -98,8 +102,8 @@ impl TextLimit {
 ///   refused by the server;
 /// - values of a `kind` whose text has no trailing spaces (numbers,
 ///   dates), or from `from`, a source column (on `d`'s engine) whose
-///   declared length bounds every value: no longer than the target's, and
-///   in bytes where the target's is (characters may take several).
+///   declared length bounds every value: no longer than the target's,
+///   counting 4 bytes a character where the target's is in bytes.
 ///
 /// A value of unknown kind (a `--map` expression) is checked whatever it
 /// computes. Left unchecked: a value of no more characters than a bytes
@@ -125,10 +129,16 @@ pub(crate) fn text_limit(
             max: m,
             unit: source_unit,
         } = d.type_shape(s.shape_type())
-        && m <= max
-        && (unit == LengthUnit::Chars || source_unit == LengthUnit::Bytes)
     {
-        return None;
+        // The most bytes a value of the source can take: a character
+        // takes at most 4 (UTF-8).
+        let bound = match (source_unit, unit) {
+            (LengthUnit::Chars, LengthUnit::Bytes) => m.saturating_mul(MAX_BYTES_PER_CHAR),
+            _ => m,
+        };
+        if bound <= max {
+            return None;
+        }
     }
     Some(TextLimit { max, unit })
 }
@@ -348,6 +358,8 @@ mod tests {
         assert_eq!(bytes(my, None, "text"), Some(65_535));
         assert_eq!(bytes(my, Some("longtext"), "tinytext"), Some(255));
         assert_eq!(bytes(my, Some("varchar(100)"), "tinytext"), Some(255));
+        assert_eq!(bytes(my, Some("varchar(63)"), "tinytext"), None);
+        assert_eq!(bytes(my, Some("varchar(255)"), "text"), None);
         assert_eq!(bytes(my, Some("tinytext"), "text"), None);
         let ms = &SqlServer;
         assert_eq!(limit(ms, Some("nvarchar(max)"), "nvarchar(5)"), Some(5));
