@@ -598,3 +598,34 @@ async fn a_postgres_domain_over_a_varchar_is_checked_like_the_varchar() {
     assert_eq!(rows_of(&db, false).await, FITTING);
     db.cleanup().await;
 }
+
+/// A window function in a checked `--map` would be computed over one row
+/// where the value is evaluated once: PostgreSQL refuses it, the copy
+/// fails before writing (never a row numbered 1 throughout).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_window_function_in_a_checked_map_is_refused_not_miscomputed() {
+    let db = TestDb::new("ts_window").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v text);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5))",
+    )
+    .await;
+    db.exec(ROWS).await;
+    let out = run(&with(
+        db.copy_args("src", "dst"),
+        &[
+            "--progress",
+            "none",
+            "--map",
+            "v=(row_number() OVER (ORDER BY id))::text",
+        ],
+    ));
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("window functions are not allowed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rows_of(&db, false).await, "");
+    db.cleanup().await;
+}

@@ -164,15 +164,24 @@ impl Dialect for Postgres {
     fn evaluated_once(
         &self,
         expr: &str,
-        _slot: usize,
+        slot: usize,
         body: &dyn Fn(&str, &str) -> String,
     ) -> String {
         // A subquery the planner cannot flatten (OFFSET 0) computes it
-        // once; it sees the row's columns (correlated).
-        let value = "rowferry_once.rowferry_value";
+        // once. It runs again for each row because `body` names the row's
+        // key (the guard's message quotes it): a correlated subquery.
+        // VALUES refuses a window or set-returning function, which a
+        // subquery of its own would compute over this one row. The names
+        // are the slot's own, so that no source column is taken for them.
+        let (alias, column) = (
+            format!("rowferry_once_{slot}"),
+            format!("rowferry_value_{slot}"),
+        );
+        let value = format!("{alias}.{column}");
         format!(
-            "(SELECT {} FROM (SELECT {expr} AS rowferry_value OFFSET 0) rowferry_once)",
-            body(value, value)
+            "(SELECT {} FROM (SELECT * FROM (VALUES ({expr})) AS rowferry_values_{slot}({column}) \
+             OFFSET 0) AS {alias})",
+            body(&value, &value)
         )
     }
 
@@ -734,7 +743,7 @@ mod tests {
         let guard = length_guard_sql(&Postgres, "lower(v)", true, 5, 0, &k);
         assert_eq!(
             guard,
-            r#"(SELECT CASE WHEN (CASE WHEN char_length(CAST(rowferry_once.rowferry_value AS text)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', char_length(CAST(rowferry_once.rowferry_value AS text)), ':', char_length(rtrim(CAST(rowferry_once.rowferry_value AS text))), ':', json_build_array("id"::text)::text) AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE rowferry_once.rowferry_value END FROM (SELECT lower(v) AS rowferry_value OFFSET 0) rowferry_once)"#
+            r#"(SELECT CASE WHEN (CASE WHEN char_length(CAST(rowferry_once_0.rowferry_value_0 AS text)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', char_length(CAST(rowferry_once_0.rowferry_value_0 AS text)), ':', char_length(rtrim(CAST(rowferry_once_0.rowferry_value_0 AS text))), ':', json_build_array("id"::text)::text) AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE rowferry_once_0.rowferry_value_0 END FROM (SELECT * FROM (VALUES (lower(v))) AS rowferry_values_0(rowferry_value_0) OFFSET 0) AS rowferry_once_0)"#
         );
         assert_eq!(guard.matches("lower(v)").count(), 1, "{guard}");
         // The whole key, in its order; the guard's number.

@@ -737,7 +737,7 @@ mod tests {
         );
         assert!(
             guarded.source_exprs[4].contains("'rowferry_too_long:1:'")
-                && guarded.source_exprs[4].ends_with("AS rowferry_value OFFSET 0) rowferry_once)")
+                && guarded.source_exprs[4].ends_with("OFFSET 0) AS rowferry_once_1)")
                 && guarded.source_exprs[4].matches("upper(v)").count() == 1,
             "{}",
             guarded.source_exprs[4]
