@@ -73,6 +73,7 @@ fn chunk_sql(c: &mut Criterion) {
         identity_always: false,
         has_default: false,
         domain_base: None,
+        charset: None,
     };
     let key = Key {
         columns: vec![col("tenant", "integer"), col("id", "bigint")],

@@ -106,6 +106,10 @@ pub struct Column {
     /// can hold. `data_type` still names the domain, for casts and DDL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain_base: Option<String>,
+    /// The character set of a MySQL text column (`utf8mb4`, `latin1`):
+    /// what its characters are counted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charset: Option<String>,
 }
 
 impl Column {
@@ -281,6 +285,7 @@ mod tests {
             identity_always: false,
             has_default: false,
             domain_base: None,
+            charset: None,
         }
     }
 

@@ -629,3 +629,28 @@ async fn a_window_function_in_a_checked_map_is_refused_not_miscomputed() {
     assert_eq!(rows_of(&db, false).await, "");
     db.cleanup().await;
 }
+
+/// The check counts a binary value's characters in the column's own
+/// character set, as the column reads its bytes: bytes that are no
+/// UTF-8 go into a latin1 column as they would without rowferry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_value_into_a_latin1_varchar_is_counted_in_latin1() {
+    let db = TestDb::mysql("ts_latin1_my").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v varbinary(20));
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v varchar(5) CHARACTER SET latin1);
+         INSERT INTO {s}.src VALUES (1, X'E9E9'), (2, 'abc  '), (3, NULL)",
+    )
+    .await;
+    let out = run(&with(db.copy_args("src", "dst"), &["--progress", "none"]));
+    expect_exit(&out, 0);
+    assert_eq!(
+        db.scalar(
+            "SELECT GROUP_CONCAT(CONCAT(id, ':', COALESCE(HEX(v), 'null')) ORDER BY id) \
+             FROM {s}.dst"
+        )
+        .await,
+        "1:E9E9,2:6162632020,3:null"
+    );
+    db.cleanup().await;
+}

@@ -118,10 +118,11 @@ pub trait Dialect: Send + Sync {
     }
 
     /// The characters of `expr`'s value as a `varchar(n)` column (SQL
-    /// Server: `nvarchar(n)`) counts them against `n`, whatever the
+    /// Server: `nvarchar(n)`) of character set `charset` (where the
+    /// catalog tells one) counts them against `n`, whatever the
     /// expression's type: with its trailing spaces, or without them
     /// (`trimmed`). For `length_guard_sql`.
-    fn char_count_sql(&self, expr: &str, trimmed: bool) -> String {
+    fn char_count_sql(&self, expr: &str, trimmed: bool, _charset: Option<&str>) -> String {
         if trimmed {
             self.length_sql(
                 &format!("RTRIM({})", self.text(expr)),
@@ -481,21 +482,22 @@ pub fn length_guard_sql(
     max: u64,
     guard: usize,
     key: &Key,
+    charset: Option<&str>,
 ) -> String {
     let key_texts: Vec<String> = key.columns.iter().map(|c| d.key_text(c)).collect();
     let body = |first: &str, again: &str| {
         let fail = d.failing_int_sql(&[
             format!("'{TOO_LONG}{guard}:'"),
-            d.char_count_sql(again, false),
+            d.char_count_sql(again, false, charset),
             "':'".into(),
-            d.char_count_sql(again, true),
+            d.char_count_sql(again, true, charset),
             "':'".into(),
             d.json_text_array(&key_texts),
         ]);
         format!(
             "CASE WHEN (CASE WHEN {} > {max} THEN {fail} ELSE 0 END) <> 0 THEN NULL ELSE {again} \
              END",
-            d.char_count_sql(first, false)
+            d.char_count_sql(first, false, charset)
         )
     };
     if mapped {
@@ -647,6 +649,7 @@ pub(crate) mod test_support {
             identity_always: false,
             has_default: false,
             domain_base: None,
+            charset: None,
         }
     }
 

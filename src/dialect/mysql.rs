@@ -166,11 +166,16 @@ impl Dialect for Mysql {
         body(&format!("({variable} := ({expr}))"), &variable)
     }
 
-    fn char_count_sql(&self, expr: &str, trimmed: bool) -> String {
-        // Characters as a utf8mb4 text: any type converts, and a binary
-        // string (CAST(... AS BINARY), FROM_BASE64) is counted in
-        // characters as a varchar(n) counts it, not in bytes.
-        let text = format!("CONVERT({expr} USING utf8mb4)");
+    fn char_count_sql(&self, expr: &str, trimmed: bool, charset: Option<&str>) -> String {
+        // Characters as a text of the column's character set: any type
+        // converts, and a binary string (a varbinary column,
+        // CAST(... AS BINARY), FROM_BASE64) is counted in characters as
+        // the column reads its bytes (latin1 takes any byte; utf8mb4
+        // refuses what is no UTF-8, as the column would).
+        let charset = charset
+            .filter(|c| !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or("utf8mb4");
+        let text = format!("CONVERT({expr} USING {charset})");
         if trimmed {
             format!("CHAR_LENGTH(RTRIM({text}))")
         } else {
@@ -253,7 +258,8 @@ impl Dialect for Mysql {
         "SELECT COLUMN_NAME, COLUMN_TYPE, IF(IS_NULLABLE = 'YES', 'true', 'false'), \
                 IF(COALESCE(GENERATION_EXPRESSION, '') <> '', 'true', 'false'), 'false', \
                 IF(COLUMN_DEFAULT IS NOT NULL OR EXTRA LIKE '%auto_increment%' \
-                   OR COALESCE(GENERATION_EXPRESSION, '') <> '', 'true', 'false') \
+                   OR COALESCE(GENERATION_EXPRESSION, '') <> '', 'true', 'false'), \
+                NULL, CHARACTER_SET_NAME \
          FROM information_schema.COLUMNS \
          WHERE BINARY TABLE_SCHEMA = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[0]')) \
            AND BINARY TABLE_NAME = BINARY JSON_UNQUOTE(JSON_EXTRACT(:p1, '$[1]')) \
@@ -886,17 +892,17 @@ mod tests {
     fn a_length_guard_fails_the_chunk_on_a_longer_value() {
         let k = key(&[("id", "bigint(20)")]);
         assert_eq!(
-            length_guard_sql(&Mysql, "`v`", false, 5, 0, &k),
+            length_guard_sql(&Mysql, "`v`", false, 5, 0, &k, None),
             "CASE WHEN (CASE WHEN CHAR_LENGTH(CONVERT(`v` USING utf8mb4)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', CHAR_LENGTH(CONVERT(`v` USING utf8mb4)), ':', CHAR_LENGTH(RTRIM(CONVERT(`v` USING utf8mb4))), ':', CAST(JSON_ARRAY(CAST(`id` AS CHAR)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE `v` END"
         );
         // Keys as the planner reads them back (binary as hex).
         let k = key(&[("tenant", "int(11)"), ("h", "varbinary(16)")]);
         // A --map expression: evaluated once, into a variable of the
         // guard's own.
-        let guard = length_guard_sql(&Mysql, "UPPER(v)", true, 20, 2, &k);
+        let guard = length_guard_sql(&Mysql, "UPPER(v)", true, 20, 2, &k, Some("latin1"));
         assert_eq!(
             guard,
-            "CASE WHEN (CASE WHEN CHAR_LENGTH(CONVERT((@rowferry_once_2 := (UPPER(v))) USING utf8mb4)) > 20 THEN CAST(CONCAT('rowferry_too_long:2:', CHAR_LENGTH(CONVERT(@rowferry_once_2 USING utf8mb4)), ':', CHAR_LENGTH(RTRIM(CONVERT(@rowferry_once_2 USING utf8mb4))), ':', CAST(JSON_ARRAY(CAST(`tenant` AS CHAR), HEX(`h`)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE @rowferry_once_2 END"
+            "CASE WHEN (CASE WHEN CHAR_LENGTH(CONVERT((@rowferry_once_2 := (UPPER(v))) USING latin1)) > 20 THEN CAST(CONCAT('rowferry_too_long:2:', CHAR_LENGTH(CONVERT(@rowferry_once_2 USING latin1)), ':', CHAR_LENGTH(RTRIM(CONVERT(@rowferry_once_2 USING latin1))), ':', CAST(JSON_ARRAY(CAST(`tenant` AS CHAR), HEX(`h`)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE @rowferry_once_2 END"
         );
         assert_eq!(guard.matches("UPPER(v)").count(), 1, "{guard}");
     }

@@ -185,7 +185,7 @@ impl Dialect for Postgres {
         )
     }
 
-    fn char_count_sql(&self, expr: &str, trimmed: bool) -> String {
+    fn char_count_sql(&self, expr: &str, trimmed: bool, _charset: Option<&str>) -> String {
         // A varchar(n) column takes any type's text (json, a number, a
         // character(n) value without its padding): count that.
         if trimmed {
@@ -740,7 +740,7 @@ mod tests {
         let k = key(&[("id", "bigint")]);
         // A --map expression: evaluated once, in a subquery the planner
         // keeps.
-        let guard = length_guard_sql(&Postgres, "lower(v)", true, 5, 0, &k);
+        let guard = length_guard_sql(&Postgres, "lower(v)", true, 5, 0, &k, None);
         assert_eq!(
             guard,
             r#"(SELECT CASE WHEN (CASE WHEN char_length(CAST(rowferry_once_0.rowferry_value_0 AS text)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', char_length(CAST(rowferry_once_0.rowferry_value_0 AS text)), ':', char_length(rtrim(CAST(rowferry_once_0.rowferry_value_0 AS text))), ':', json_build_array("id"::text)::text) AS INTEGER) ELSE 0 END) <> 0 THEN NULL ELSE rowferry_once_0.rowferry_value_0 END FROM (SELECT * FROM (VALUES (lower(v))) AS rowferry_values_0(rowferry_value_0) OFFSET 0) AS rowferry_once_0)"#
@@ -749,7 +749,7 @@ mod tests {
         // The whole key, in its order; the guard's number.
         let k = key(&[("tenant", "integer"), ("name", "text")]);
         // A column: read at each use, no subquery.
-        let guard = length_guard_sql(&Postgres, r#""v""#, false, 255, 3, &k);
+        let guard = length_guard_sql(&Postgres, r#""v""#, false, 255, 3, &k, None);
         assert!(
             guard.contains(
                 r#"'rowferry_too_long:3:', char_length(CAST("v" AS text)), ':', char_length(rtrim(CAST("v" AS text))), ':', json_build_array("tenant"::text, "name"::text)::text"#
@@ -768,6 +768,7 @@ mod tests {
             5,
             0,
             &key(&[("id", "bigint")]),
+            None,
         );
         assert_eq!(
             copy_chunk_sql(

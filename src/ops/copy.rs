@@ -767,6 +767,7 @@ mod tests {
                 unit: LengthUnit::Chars,
                 value: "lower(v)".into(),
                 mapped: true,
+                charset: None,
             }],
             synced: false,
         };

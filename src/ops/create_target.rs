@@ -155,6 +155,7 @@ pub async fn ensure(spec: &CopySpec, opts: &RunOptions, casts: &[Cast]) -> Resul
             let to = crate::table::Column {
                 data_type: new.data_type.clone(),
                 domain_base: None,
+                charset: None,
                 ..c.clone()
             };
             let (from, to) = (d.wire().kind(c), td.wire().kind(&to));

@@ -30,6 +30,8 @@ pub(super) struct LengthGuard {
     pub(super) value: String,
     /// The value is a `--map` expression (evaluated once per row).
     pub(super) mapped: bool,
+    /// The column's character set (MySQL), characters are counted in.
+    pub(super) charset: Option<String>,
 }
 
 /// A column's name as a `--map` expression takes it: quoted where a
@@ -168,6 +170,7 @@ pub(super) fn length_guards(
                 unit: limit.unit,
                 value: from.map_or_else(|| expr.clone(), |s| as_written(d, &s.name)),
                 mapped: from.is_none(),
+                charset: column.charset.clone(),
             })
         })
         .collect()
@@ -185,7 +188,7 @@ pub(super) fn guard_lengths(
     let mut guarded = copy.clone();
     for (n, g) in guards.iter().enumerate() {
         if let Some(expr) = guarded.source_exprs.get_mut(g.at) {
-            *expr = length_guard_sql(d, expr, g.mapped, g.max, n, key);
+            *expr = length_guard_sql(d, expr, g.mapped, g.max, n, key, g.charset.as_deref());
         }
     }
     guarded

@@ -78,6 +78,7 @@ pub async fn inspect(
             identity_always: r.get(4).is_some_and(is_true),
             has_default: r.get(5).is_some_and(is_true),
             domain_base: r.get(6).cloned().flatten(),
+            charset: r.get(7).cloned().flatten(),
         })
         .collect();
     let mut unique_indexes = Vec::new();

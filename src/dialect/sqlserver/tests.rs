@@ -388,7 +388,7 @@ fn copy_chunk_with_where_identity_and_share_locks() {
 fn a_length_guard_fails_the_chunk_on_a_longer_value() {
     // nvarchar(n) counts UTF-16 code units, trailing spaces included
     // (DATALENGTH; LEN ignores them), of any type's text.
-    let guard = length_guard_sql(&D, "[v]", false, 5, 0, &bigint_key());
+    let guard = length_guard_sql(&D, "[v]", false, 5, 0, &bigint_key(), None);
     assert_eq!(
         guard,
         "CASE WHEN (CASE WHEN (DATALENGTH(CONVERT(nvarchar(max), [v])) / 2) > 5 THEN \
@@ -406,10 +406,11 @@ fn a_length_guard_fails_the_chunk_on_a_longer_value() {
         4000,
         7,
         &composite,
+        None,
     ));
 
     let mut c = copy();
-    c.source_exprs[1] = length_guard_sql(&D, &c.source_exprs[1], true, 5, 0, &bigint_key());
+    c.source_exprs[1] = length_guard_sql(&D, &c.source_exprs[1], true, 5, 0, &bigint_key(), None);
     c.lock_source_rows = true;
     for presence in [Presence::Absent, Presence::MaySkip] {
         let sql = copy_chunk_sql(&D, &c, &bigint_key(), true, presence);
