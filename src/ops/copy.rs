@@ -220,8 +220,10 @@ pub async fn prepare(spec: &CopySpec, opts: &RunOptions) -> Result<CopyPlan> {
     if copy.lock_source_rows && !guards.is_empty() {
         eprintln!(
             "rowferry: note: the sync triggers do not check the length of {} (as the chunks \
-             do): an application's write of a longer value whose excess is all spaces is \
-             stored there with the spaces cut; `rowferry verify` after the copy finds such rows",
+             do): an application's write of a longer value may be stored there changed (its \
+             trailing spaces cut; on MariaDB a TEXT value into a shorter TEXT column cut to its \
+             length modulo 256) rather than refused; `rowferry verify` after the copy finds such \
+             rows",
             guards
                 .iter()
                 .map(|g| format!("{} ({})", g.column, g.data_type))

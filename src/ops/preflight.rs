@@ -160,10 +160,19 @@ pub async fn run(
                     // Its length is what a varchar(n) limits; the chunk checks it.
                     Some(limit) => format!(
                         "{}: the values of --map expression {expr} are not read before the copy; a \
-                     value longer than {} ({}) fails its chunk, never cut",
+                         value of more than {} characters fails its chunk, never cut{}",
                         col.name,
-                        limit.told(),
-                        col.data_type
+                        limit.max,
+                        match limit.unit {
+                            LengthUnit::Chars => String::new(),
+                            LengthUnit::Bytes => format!(
+                                " ({} holds {}: a value of fewer characters but more bytes is \
+                                 refused by the server, or stored with its trailing spaces cut \
+                                 if they are the excess)",
+                                col.data_type,
+                                limit.told()
+                            ),
+                        }
                     ),
                     None => format!(
                         "{}: whether the values of --map expression {expr} fit {}",
