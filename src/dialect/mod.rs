@@ -133,6 +133,18 @@ pub trait Dialect: Send + Sync {
         }
     }
 
+    /// Whether the value (`first`, its first use: see `evaluated_once`;
+    /// `again`, any later use) has more than `max` characters.
+    fn longer_than_sql(
+        &self,
+        first: &str,
+        _again: &str,
+        max: u64,
+        charset: Option<&str>,
+    ) -> String {
+        format!("{} > {max}", self.char_count_sql(first, false, charset))
+    }
+
     /// `body(first, again)` with `expr` (a `--map` expression, which may
     /// be volatile: nextval(), random()) evaluated once per row: `first`
     /// is its first use, where it is evaluated, `again` each later use.
@@ -495,9 +507,8 @@ pub fn length_guard_sql(
             d.json_text_array(&key_texts),
         ]);
         format!(
-            "CASE WHEN (CASE WHEN {} > {max} THEN {fail} ELSE 0 END) <> 0 THEN NULL ELSE {again} \
-             END",
-            d.char_count_sql(first, false, charset)
+            "CASE WHEN (CASE WHEN {} THEN {fail} ELSE 0 END) <> 0 THEN NULL ELSE {again} END",
+            d.longer_than_sql(first, again, max, charset)
         )
     };
     if mapped {

@@ -166,6 +166,15 @@ impl Dialect for Mysql {
         body(&format!("({variable} := ({expr}))"), &variable)
     }
 
+    fn longer_than_sql(&self, first: &str, again: &str, max: u64, charset: Option<&str>) -> String {
+        // Bytes are never fewer than characters, and LENGTH is cheap:
+        // most values are settled without converting them.
+        format!(
+            "(LENGTH({first}) > {max} AND {} > {max})",
+            self.char_count_sql(again, false, charset)
+        )
+    }
+
     fn char_count_sql(&self, expr: &str, trimmed: bool, charset: Option<&str>) -> String {
         // Characters as a text of the column's character set: any type
         // converts, and a binary string (a varbinary column,
@@ -893,7 +902,7 @@ mod tests {
         let k = key(&[("id", "bigint(20)")]);
         assert_eq!(
             length_guard_sql(&Mysql, "`v`", false, 5, 0, &k, None),
-            "CASE WHEN (CASE WHEN CHAR_LENGTH(CONVERT(`v` USING utf8mb4)) > 5 THEN CAST(CONCAT('rowferry_too_long:0:', CHAR_LENGTH(CONVERT(`v` USING utf8mb4)), ':', CHAR_LENGTH(RTRIM(CONVERT(`v` USING utf8mb4))), ':', CAST(JSON_ARRAY(CAST(`id` AS CHAR)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE `v` END"
+            "CASE WHEN (CASE WHEN (LENGTH(`v`) > 5 AND CHAR_LENGTH(CONVERT(`v` USING utf8mb4)) > 5) THEN CAST(CONCAT('rowferry_too_long:0:', CHAR_LENGTH(CONVERT(`v` USING utf8mb4)), ':', CHAR_LENGTH(RTRIM(CONVERT(`v` USING utf8mb4))), ':', CAST(JSON_ARRAY(CAST(`id` AS CHAR)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE `v` END"
         );
         // Keys as the planner reads them back (binary as hex).
         let k = key(&[("tenant", "int(11)"), ("h", "varbinary(16)")]);
@@ -902,7 +911,7 @@ mod tests {
         let guard = length_guard_sql(&Mysql, "UPPER(v)", true, 20, 2, &k, Some("latin1"));
         assert_eq!(
             guard,
-            "CASE WHEN (CASE WHEN CHAR_LENGTH(CONVERT((@rowferry_once_2 := (UPPER(v))) USING latin1)) > 20 THEN CAST(CONCAT('rowferry_too_long:2:', CHAR_LENGTH(CONVERT(@rowferry_once_2 USING latin1)), ':', CHAR_LENGTH(RTRIM(CONVERT(@rowferry_once_2 USING latin1))), ':', CAST(JSON_ARRAY(CAST(`tenant` AS CHAR), HEX(`h`)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE @rowferry_once_2 END"
+            "CASE WHEN (CASE WHEN (LENGTH((@rowferry_once_2 := (UPPER(v)))) > 20 AND CHAR_LENGTH(CONVERT(@rowferry_once_2 USING latin1)) > 20) THEN CAST(CONCAT('rowferry_too_long:2:', CHAR_LENGTH(CONVERT(@rowferry_once_2 USING latin1)), ':', CHAR_LENGTH(RTRIM(CONVERT(@rowferry_once_2 USING latin1))), ':', CAST(JSON_ARRAY(CAST(`tenant` AS CHAR), HEX(`h`)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE @rowferry_once_2 END"
         );
         assert_eq!(guard.matches("UPPER(v)").count(), 1, "{guard}");
     }

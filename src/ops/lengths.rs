@@ -120,7 +120,9 @@ pub(crate) fn text_limit(
     let TypeShape::Text { max, unit } = td.type_shape(target_type) else {
         return None;
     };
-    if td.pads_blanks(target_type) {
+    // MySQL's LONGTEXT: no value a server sends (max_allowed_packet is
+    // at most 1 GB) is longer.
+    if td.pads_blanks(target_type) || max >= u64::from(u32::MAX) {
         return None;
     }
     if kind.is_some_and(|k| !matches!(k, Kind::Text | Kind::Json | Kind::Other)) {
