@@ -654,3 +654,42 @@ async fn a_binary_value_into_a_latin1_varchar_is_counted_in_latin1() {
     );
     db.cleanup().await;
 }
+
+/// MariaDB stores a BLOB column's value copied into a shorter BLOB column
+/// with its length cut modulo 256 (300 bytes into tinyblob: 44), without
+/// a warning. The pre-flight refuses such values (exit 2), a value grown
+/// after it fails its chunk, and bytes that are no text go through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_longer_blob_into_a_mariadb_tinyblob_is_refused_never_wraps() {
+    let db = TestDb::mysql("ts_tinyblob_my").await;
+    db.exec(
+        "CREATE TABLE {s}.src (id bigint PRIMARY KEY, v blob);
+         CREATE TABLE {s}.dst (id bigint PRIMARY KEY, v tinyblob);
+         INSERT INTO {s}.src VALUES (1, X'E9FF00'), (2, 'b'), (3, REPEAT('x', 300)), (4, 'd')",
+    )
+    .await;
+    let base = two_rows_a_chunk(&db);
+    let out = run(&base);
+    expect_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("values longer than 255"),
+        "{}",
+        stderr(&out)
+    );
+    db.exec("UPDATE {s}.src SET v = 'c' WHERE id = 3").await;
+    run_crashing_after(&base, 1);
+    db.exec("UPDATE {s}.src SET v = REPEAT('x', 300) WHERE id = 4")
+        .await;
+    let out = run(&base);
+    expect_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("holds at most 255 bytes"), "{err}");
+    assert!(err.contains("id = 4 is 300 characters long"), "{err}");
+    assert_eq!(
+        db.scalar("SELECT GROUP_CONCAT(CONCAT(id, ':', HEX(v)) ORDER BY id) FROM {s}.dst")
+            .await,
+        "1:E9FF00,2:62",
+        "the first chunk exactly, nothing of the failed one"
+    );
+    db.cleanup().await;
+}

@@ -108,7 +108,8 @@ impl Dialect for Mysql {
 
     fn type_shape(&self, data_type: &str) -> TypeShape {
         // COLUMN_TYPE spellings: `varchar(20)`, `int(10) unsigned`,
-        // `decimal(10,2)`, `datetime(6)`. TEXT types are limited in bytes.
+        // `decimal(10,2)`, `datetime(6)`. TEXT and BLOB types are limited
+        // in bytes (a BLOB's characters are its bytes).
         let name = base_name(data_type);
         let mut words = name.split(' ');
         let base = words.next().unwrap_or("");
@@ -130,6 +131,10 @@ impl Dialect for Mysql {
             "text" => bytes(65_535),
             "mediumtext" => bytes(16_777_215),
             "longtext" => bytes(4_294_967_295),
+            "tinyblob" => bytes(255),
+            "blob" => bytes(65_535),
+            "mediumblob" => bytes(16_777_215),
+            "longblob" => bytes(4_294_967_295),
             "decimal" | "numeric" | "dec" | "fixed" => decimal_shape(data_type, Some((10, 0))),
             "tinyint" => TypeShape::integer(8, unsigned),
             "smallint" => TypeShape::integer(16, unsigned),
@@ -148,7 +153,10 @@ impl Dialect for Mysql {
 
     fn length_sql(&self, expr: &str, unit: LengthUnit) -> String {
         match unit {
-            LengthUnit::Chars => format!("CHAR_LENGTH({expr})"),
+            // Characters as text: a binary string (a BLOB) is counted in
+            // characters, not bytes (a SELECT only warns about bytes that
+            // are no UTF-8).
+            LengthUnit::Chars => format!("CHAR_LENGTH(CONVERT({expr} USING utf8mb4))"),
             LengthUnit::Bytes => format!("LENGTH({expr})"),
         }
     }
@@ -181,9 +189,16 @@ impl Dialect for Mysql {
         // CAST(... AS BINARY), FROM_BASE64) is counted in characters as
         // the column reads its bytes (latin1 takes any byte; utf8mb4
         // refuses what is no UTF-8, as the column would).
-        let charset = charset
+        // A column of no character set (BLOB) counts bytes.
+        let Some(charset) = charset
             .filter(|c| !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or("utf8mb4");
+        else {
+            return if trimmed {
+                format!("LENGTH(RTRIM({expr}))")
+            } else {
+                format!("LENGTH({expr})")
+            };
+        };
         let text = format!("CONVERT({expr} USING {charset})");
         if trimmed {
             format!("CHAR_LENGTH(RTRIM({text}))")
@@ -901,7 +916,7 @@ mod tests {
     fn a_length_guard_fails_the_chunk_on_a_longer_value() {
         let k = key(&[("id", "bigint(20)")]);
         assert_eq!(
-            length_guard_sql(&Mysql, "`v`", false, 5, 0, &k, None),
+            length_guard_sql(&Mysql, "`v`", false, 5, 0, &k, Some("utf8mb4")),
             "CASE WHEN (CASE WHEN (LENGTH(`v`) > 5 AND CHAR_LENGTH(CONVERT(`v` USING utf8mb4)) > 5) THEN CAST(CONCAT('rowferry_too_long:0:', CHAR_LENGTH(CONVERT(`v` USING utf8mb4)), ':', CHAR_LENGTH(RTRIM(CONVERT(`v` USING utf8mb4))), ':', CAST(JSON_ARRAY(CAST(`id` AS CHAR)) AS CHAR)) AS SIGNED) ELSE 0 END) <> 0 THEN NULL ELSE `v` END"
         );
         // Keys as the planner reads them back (binary as hex).

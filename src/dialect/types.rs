@@ -578,7 +578,7 @@ mod tests {
         let my = Mysql;
         assert_eq!(
             cond(&my, "varchar(100)", "varchar(10)").as_deref(),
-            Some("CHAR_LENGTH(e) > 10")
+            Some("CHAR_LENGTH(CONVERT(e USING utf8mb4)) > 10")
         );
         // 100 utf8mb4 characters may need 400 bytes.
         assert_eq!(
@@ -588,12 +588,12 @@ mod tests {
         assert_eq!(cond(&my, "varchar(60)", "tinytext"), None);
         assert_eq!(
             cond(&my, "text", "varchar(300)").as_deref(),
-            Some("CHAR_LENGTH(e) > 300")
+            Some("CHAR_LENGTH(CONVERT(e USING utf8mb4)) > 300")
         );
         assert_eq!(cond(&my, "tinytext", "varchar(255)"), None);
         assert_eq!(
             cond(&my, "datetime(6)", "varchar(10)").as_deref(),
-            Some("CHAR_LENGTH(CAST(e AS CHAR)) > 10")
+            Some("CHAR_LENGTH(CONVERT(CAST(e AS CHAR) USING utf8mb4)) > 10")
         );
     }
 
