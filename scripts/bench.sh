@@ -29,6 +29,8 @@
 #                                               # database vs a psql COPY pipe and pgcopydb
 #                                               # (from MariaDB/MySQL: vs pgloader);
 #                                               # scripts/bench_cross.sh says how
+#   bash scripts/bench.sh length-check          # copy within one MariaDB database: the
+#                                               # length check's cost (bench_length_check.sh)
 #   bash scripts/bench.sh to-mysql              # copy --target PostgreSQL -> MariaDB vs a
 #                                               # psql COPY | LOAD DATA LOCAL pipe
 #
@@ -84,6 +86,10 @@ if [[ ${1:-} == to-mysql ]]; then
     # copy --target PostgreSQL -> MariaDB/MySQL vs a psql COPY | LOAD DATA pipe.
     exec bash scripts/bench_to_mysql.sh "${@:2}"
 fi
+if [[ ${1:-} == length-check ]]; then
+    # What the length check of a copy within one MariaDB database costs.
+    exec bash scripts/bench_length_check.sh "${@:2}"
+fi
 if [[ ${1:-} == cross ]]; then
     # copy --target into another PostgreSQL database vs a psql COPY pipe and pgcopydb.
     exec bash scripts/bench_cross.sh "${@:2}"
@@ -99,7 +105,7 @@ case $ENGINE in
 postgres) URL=${ROWFERRY_BENCH_PG:-postgres://postgres@127.0.0.1:5432/test} ;;
 mysql) URL=${ROWFERRY_BENCH_MYSQL:-mysql://root@127.0.0.1:3306/test} ;;
 *)
-    echo "usage: scripts/bench.sh [backfill|dualwrite|verify] [postgres|mysql] | throttle | cross | to-mysql" >&2
+    echo "usage: scripts/bench.sh [backfill|dualwrite|verify] [postgres|mysql] | throttle | cross | to-mysql | length-check" >&2
     exit 2
     ;;
 esac
